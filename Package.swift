@@ -62,7 +62,12 @@ let package = Package(
         ),
         .testTarget(
             name: "AdapterTests",
-            dependencies: ["Adapter", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Adapter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -29,19 +29,12 @@ extension PacketValue {
         try parseJSON(Array(string.utf8))
     }
 
-    /// Parses a JSON value that starts at `start` in `buffer` and returns it with the index after it.
-    /// Used by the Socket.IO decoder, whose JSON runs to the end of the packet.
-    static func parseJSON(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONError) -> PacketValue {
-        var reader = JSONReader(bytes: buffer)
-        return try reader.readDocument()
-    }
-
     /// Writes the value as compact JSON, as `JSON.stringify` would. Binary values are written as the
     /// Socket.IO placeholder they stand for only by the Socket.IO encoder; here they are an error-free `null`.
     public func writeJSON(into buffer: inout ByteBuffer) {
         switch self {
         case .null: buffer.writeStaticString("null")
-        case .bool(let b): b ? buffer.writeStaticString("true") : buffer.writeStaticString("false")
+        case .bool(let b): buffer.writeStaticString(b ? "true" : "false")
         case .number(let n): Self.writeNumber(n, into: &buffer)
         case .string(let s): Self.writeJSONString(s, into: &buffer)
         case .array(let elements):

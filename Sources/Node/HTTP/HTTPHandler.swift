@@ -1,0 +1,302 @@
+import Adapter
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+
+/// Answers one held long-polling GET on its HTTP connection, from whatever loop the session is on.
+struct ChannelPollingResponder: PollingResponder {
+    let channel: any Channel
+    var connection: ObjectIdentifier { ObjectIdentifier(channel) }
+    let keepAlive: Bool
+    let headers: HTTPHeaders
+
+    func respond(_ payload: ByteBuffer) {
+        HTTPHandler.write(
+            on: channel,
+            status: .ok,
+            headers: headers,
+            contentType: "text/plain; charset=UTF-8",
+            body: payload,
+            keepAlive: keepAlive
+        )
+    }
+}
+
+/// HTTP requests of one connection: Engine.IO long-polling, CORS preflights, health and the demo page.
+final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        case receiving(HTTPRequestHead, ByteBuffer)
+        /// The body was refused (too large): its remaining parts are dropped.
+        case discarding
+    }
+
+    private let server: ServerContext
+    private let upgrader: NIOWebSocketServerUpgrader
+    private var state = State.idle
+    /// Set while a request of this connection is offered to a re-inserted upgrade handler.
+    private var offeredUpgrade = false
+    /// The session whose GET this connection holds, told when the connection goes away.
+    private var heldSession: NIOLoopBound<EngineSession>?
+
+    init(server: ServerContext, upgrader: NIOWebSocketServerUpgrader) {
+        self.server = server
+        self.upgrader = upgrader
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            heldSession = nil  // a new request: the previous response was written
+            if !offeredUpgrade, head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) {
+                offeredUpgrade = true
+                do {
+                    try HTTPPipeline.reinsertUpgradeHandler(context: context, handler: self, upgrader: upgrader, head: head)
+                    return
+                } catch {
+                    // Fall through: answered as a plain request.
+                }
+            }
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init),
+                length > server.engine.configuration.maxPayload
+            {
+                state = .discarding
+                respondPayloadTooLarge(context: context, head: head)
+                return
+            }
+            state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
+        case .body(var chunk):
+            guard case .receiving(let head, var body) = state else { return }
+            if body.readableBytes + chunk.readableBytes > server.engine.configuration.maxPayload {
+                state = .discarding
+                respondPayloadTooLarge(context: context, head: head)
+                return
+            }
+            state = .idle  // drop the reference so the write does not copy
+            body.writeBuffer(&chunk)
+            state = .receiving(head, body)
+        case .end:
+            offeredUpgrade = false
+            guard case .receiving(let head, let body) = state else {
+                state = .idle
+                return
+            }
+            state = .idle
+            route(context: context, head: head, body: body)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let held = heldSession {
+            heldSession = nil
+            let connection = ObjectIdentifier(context.channel)
+            held.eventLoop.execute { held.value.pollConnectionClosed(connection) }
+        }
+        context.fireChannelInactive()
+    }
+
+    private func respondPayloadTooLarge(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        // The body is not read: close after answering so the unread bytes do not become the next request.
+        Self.write(
+            on: context.channel,
+            status: .payloadTooLarge,
+            headers: server.cors.headers(for: head),
+            contentType: "application/json",
+            body: ByteBuffer(string: "{\"code\":3,\"message\":\"Payload too large\"}"),
+            keepAlive: false
+        )
+    }
+
+    // MARK: routing
+
+    private func route(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
+        let query = RequestQuery(target: head.uri)
+        if query.path == server.engine.configuration.path || query.path + "/" == server.engine.configuration.path {
+            engineRequest(context: context, head: head, query: query, body: body)
+            return
+        }
+        guard head.method == .GET || head.method == .HEAD else {
+            return respond(context: context, head: head, status: .methodNotAllowed, text: "method not allowed\n")
+        }
+        switch query.path {
+        case "/healthz":
+            respond(context: context, head: head, status: .ok, text: "ok\n")
+        case "/readyz":
+            let ready = server.isReady()
+            respond(context: context, head: head, status: ready ? .ok : .serviceUnavailable, text: ready ? "ready\n" : "not ready\n")
+        case "/":
+            respond(context: context, head: head, status: .ok, text: server.demoPage, contentType: "text/html; charset=utf-8")
+        default:
+            respond(context: context, head: head, status: .notFound, text: "not found\n")
+        }
+    }
+
+    private func engineRequest(context: ChannelHandlerContext, head: HTTPRequestHead, query: RequestQuery, body: ByteBuffer) {
+        let configuration = server.engine.configuration
+        let origin = head.headers.first(name: "origin")
+        if head.method == .OPTIONS {
+            guard server.cors.isAllowed(origin) else { return engineError(context: context, head: head, .badRequest) }
+            return respond(context: context, head: head, status: .noContent, headers: server.cors.preflightHeaders(for: head))
+        }
+        // The reference's order of checks: transport, origin, sid, handshake method, protocol version.
+        let transport = query.transport
+        guard (transport == "polling" && configuration.allowPolling) || (transport == "websocket" && configuration.allowWebSocket)
+        else { return engineError(context: context, head: head, .unknownTransport) }
+        guard server.cors.isAllowed(origin) else { return engineError(context: context, head: head, .badRequest) }
+        if let sid = query.sid {
+            guard let bound = server.engine.session(String(sid)) else {
+                return engineError(context: context, head: head, .unknownSid)
+            }
+            guard transport == "polling" else {
+                // A websocket request that was not upgraded (no Upgrade header, or refused).
+                return engineError(context: context, head: head, .badRequest)
+            }
+            return pollingRequest(context: context, head: head, session: bound, body: body)
+        }
+        guard head.method == .GET else { return engineError(context: context, head: head, .badHandshakeMethod) }
+        guard query.eio == "4" else { return engineError(context: context, head: head, .unsupportedProtocolVersion) }
+        guard transport == "polling" else { return engineError(context: context, head: head, .badRequest) }
+        guard let session = server.engine.openSession(transport: .polling, on: context.eventLoop) else {
+            return engineError(context: context, head: head, .forbidden)
+        }
+        var payload = ByteBuffer()
+        payload.writeInteger(EngineFrame.PacketType.open.rawValue)
+        payload.writeString(configuration.handshakeJSON(session.sid, true))
+        respond(
+            context: context,
+            head: head,
+            status: .ok,
+            headers: server.cors.headers(for: head),
+            contentType: "text/plain; charset=UTF-8",
+            body: payload
+        )
+    }
+
+    private func pollingRequest(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        session bound: NIOLoopBound<EngineSession>,
+        body: ByteBuffer
+    ) {
+        let channel = context.channel
+        let keepAlive = head.isKeepAlive
+        let headers = server.cors.headers(for: head)
+        switch head.method {
+        case .GET:
+            heldSession = bound
+            let responder = ChannelPollingResponder(channel: channel, keepAlive: keepAlive, headers: headers)
+            Self.onSessionLoop(bound) { session in
+                if session.pollArrived(responder) != nil {
+                    // Overlapping GET or transport mismatch: an empty 400, as the reference answers.
+                    Self.write(on: channel, status: .badRequest, headers: headers, contentType: nil, body: nil, keepAlive: keepAlive)
+                }
+            }
+        case .POST:
+            Self.onSessionLoop(bound) { session in
+                if session.postArrived(body) != nil {
+                    Self.write(
+                        on: channel,
+                        status: .badRequest,
+                        headers: headers,
+                        contentType: "application/json",
+                        body: ByteBuffer(string: EngineError.badRequest.json),
+                        keepAlive: keepAlive
+                    )
+                } else {
+                    Self.write(
+                        on: channel,
+                        status: .ok,
+                        headers: headers,
+                        contentType: "text/html",
+                        body: ByteBuffer(string: "ok"),
+                        keepAlive: keepAlive
+                    )
+                }
+            }
+        default:
+            engineError(context: context, head: head, .badRequest)
+        }
+    }
+
+    private static func onSessionLoop(
+        _ bound: NIOLoopBound<EngineSession>,
+        _ body: @escaping @Sendable (EngineSession) -> Void
+    ) {
+        if bound.eventLoop.inEventLoop {
+            body(bound.value)
+        } else {
+            bound.eventLoop.execute { body(bound.value) }
+        }
+    }
+
+    // MARK: writing
+
+    private func engineError(context: ChannelHandlerContext, head: HTTPRequestHead, _ error: EngineError) {
+        respond(
+            context: context,
+            head: head,
+            status: HTTPResponseStatus(statusCode: error.httpStatus),
+            headers: server.cors.headers(for: head),
+            contentType: "application/json",
+            body: ByteBuffer(string: error.json)
+        )
+    }
+
+    private func respond(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        status: HTTPResponseStatus,
+        text: String,
+        contentType: String = "text/plain; charset=utf-8"
+    ) {
+        respond(context: context, head: head, status: status, headers: HTTPHeaders(), contentType: contentType, body: ByteBuffer(string: text))
+    }
+
+    private func respond(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        status: HTTPResponseStatus,
+        headers: HTTPHeaders,
+        contentType: String? = nil,
+        body: ByteBuffer? = nil
+    ) {
+        Self.write(on: context.channel, status: status, headers: headers, contentType: contentType, body: head.method == .HEAD ? nil : body, keepAlive: head.isKeepAlive)
+    }
+
+    static func write(
+        on channel: any Channel,
+        status: HTTPResponseStatus,
+        headers: HTTPHeaders,
+        contentType: String?,
+        body: ByteBuffer?,
+        keepAlive: Bool
+    ) {
+        var headers = headers
+        if let contentType { headers.replaceOrAdd(name: "Content-Type", value: contentType) }
+        headers.replaceOrAdd(name: "Content-Length", value: String(body?.readableBytes ?? 0))
+        if contentType?.hasPrefix("text/plain") == true { headers.add(name: "Cache-Control", value: "no-store") }
+        headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        let write = {
+            channel.write(HTTPServerResponsePart.head(head), promise: nil)
+            if let body, body.readableBytes > 0 {
+                channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
+            }
+            let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+            if !keepAlive {
+                done.whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
+        if channel.eventLoop.inEventLoop {
+            write()
+        } else {
+            channel.eventLoop.execute(write)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension HTTPHandler: Sendable {}

@@ -1,0 +1,117 @@
+import NIOCore
+import NIOWebSocket
+
+/// A websocket channel seen by a session. Writes hop to the channel's loop once per batch.
+final class ChannelWebSocketConnection: WebSocketConnection {
+    let channel: any Channel
+
+    init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    func write(_ frames: [EngineFrame]) {
+        let channel = self.channel
+        let write = {
+            for frame in frames {
+                switch frame {
+                case .text(let data):
+                    channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+                case .binary(let data):
+                    channel.write(WebSocketFrame(fin: true, opcode: .binary, data: data), promise: nil)
+                }
+            }
+            channel.flush()
+        }
+        if channel.eventLoop.inEventLoop {
+            write()
+        } else {
+            channel.eventLoop.execute(write)
+        }
+    }
+
+    func close() {
+        let channel = self.channel
+        channel.eventLoop.execute {
+            let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: channel.allocator.buffer(capacity: 0))
+            channel.writeAndFlush(frame).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}
+
+/// Websocket frames of one connection, to and from its Engine.IO session: a new session (no sid in the
+/// request) or the upgrade probe of a polling session.
+final class EngineWebSocketHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let engine: EngineServer
+    private let sid: String?
+    private var connection: ChannelWebSocketConnection?
+    private var session: NIOLoopBound<EngineSession>?
+
+    init(engine: EngineServer, sid: String?) {
+        self.engine = engine
+        self.sid = sid
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let connection = ChannelWebSocketConnection(channel: context.channel)
+        self.connection = connection
+        if let sid {
+            guard let bound = engine.session(sid) else {
+                connection.close()
+                return
+            }
+            session = bound
+            let attach = { if !bound.value.webSocketConnected(connection) { connection.close() } }
+            if bound.eventLoop.inEventLoop { attach() } else { bound.eventLoop.execute(attach) }
+        } else {
+            guard let session = engine.openSession(transport: .websocket(connection), on: context.eventLoop) else {
+                connection.close()
+                return
+            }
+            self.session = NIOLoopBound(session, eventLoop: context.eventLoop)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let engineFrame: EngineFrame
+        switch frame.opcode {
+        case .text:
+            engineFrame = .text(frame.unmaskedData)
+        case .binary:
+            engineFrame = .binary(frame.unmaskedData)
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            return
+        case .connectionClose:
+            context.close(promise: nil)
+            return
+        default:
+            return
+        }
+        guard let bound = session, let connection else { return }
+        if bound.eventLoop.inEventLoop {
+            bound.value.webSocketFrame(engineFrame, from: connection)
+        } else {
+            bound.eventLoop.execute { bound.value.webSocketFrame(engineFrame, from: connection) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let bound = session, let connection {
+            session = nil
+            bound.eventLoop.execute { bound.value.webSocketClosed(connection) }
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension EngineWebSocketHandler: Sendable {}

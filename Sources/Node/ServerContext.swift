@@ -1,0 +1,18 @@
+import Adapter
+import Logging
+import NIOCore
+
+/// What every connection handler of a node shares.
+final class ServerContext: Sendable {
+    let engine: EngineServer
+    let cors: CORS
+    let demoPage: String
+    let isReady: @Sendable () -> Bool
+
+    init(engine: EngineServer, demoPage: String, isReady: @escaping @Sendable () -> Bool) {
+        self.engine = engine
+        self.cors = CORS(allowedOrigins: engine.configuration.allowedOrigins)
+        self.demoPage = demoPage
+        self.isReady = isReady
+    }
+}

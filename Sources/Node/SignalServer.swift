@@ -1,0 +1,127 @@
+import Adapter
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// Settings of a node.
+public struct ServerConfiguration: Sendable {
+    public var host = "0.0.0.0"
+    public var port = 4000
+    public var nodeID = "node"
+    public var engine = EngineConfiguration()
+    public var signaling = SignalingConfiguration()
+    /// Time allowed to join a namespace after the Engine.IO handshake.
+    public var connectTimeout: TimeAmount = .seconds(45)
+
+    public init() {}
+}
+
+/// A signaling node: the HTTP/WebSocket listener, the Engine.IO sessions, the Socket.IO namespace `/` with the
+/// seed's signaling events, and the adapter that shares its rooms.
+public final class SignalServer: Sendable {
+    public let configuration: ServerConfiguration
+    public let namespace: Namespace
+    public let engine: EngineServer
+    let logger: Logger
+    private let group: any EventLoopGroup
+    private let context: ServerContext
+
+    public init(
+        configuration: ServerConfiguration,
+        group: any EventLoopGroup,
+        logger: Logger,
+        makeAdapter: (String, any LocalDelivery) -> any Adapter = { InMemoryAdapter(nsp: $0, delivery: $1) }
+    ) {
+        self.configuration = configuration
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "node.id"] = "\(configuration.nodeID)"
+        self.logger = logger
+        let namespace = Namespace(
+            name: "/",
+            handler: SignalingApplication(configuration: configuration.signaling),
+            logger: logger,
+            makeAdapter: makeAdapter
+        )
+        self.namespace = namespace
+        let namespaces = ["/": namespace]
+        let connectTimeout = configuration.connectTimeout
+        let sessionLogger = logger
+        self.engine = EngineServer(configuration: configuration.engine, logger: logger) { session in
+            let connection = SocketIOConnection(
+                session: session,
+                namespaces: namespaces,
+                connectTimeout: connectTimeout,
+                logger: sessionLogger
+            )
+            session.delegate = connection
+        }
+        let adapter = namespace.adapter
+        self.context = ServerContext(engine: engine, demoPage: DemoPage.html, isReady: { adapter.isReady })
+    }
+
+    /// Binds the listener. The returned channel's close future completes when the server stops.
+    public func bind() async throws -> any Channel {
+        let context = self.context
+        let engine = self.engine
+        let maxPayload = configuration.engine.maxPayload
+        let path = configuration.engine.path
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: max(maxPayload, 1 << 16),
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                channel.eventLoop.makeSucceededFuture(
+                    Self.acceptsWebSocket(head, engine: engine, path: path) ? HTTPHeaders() : nil
+                )
+            },
+            upgradePipelineHandler: { channel, head in
+                let sid = RequestQuery(target: head.uri).sid.map(String.init)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOWebSocketFrameAggregator(
+                            minNonFinalFragmentSize: 0,
+                            maxAccumulatedFrameCount: 1024,
+                            maxAccumulatedFrameSize: maxPayload
+                        )
+                    )
+                    try channel.pipeline.syncOperations.addHandler(EngineWebSocketHandler(engine: engine, sid: sid))
+                }
+            }
+        )
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try HTTPPipeline.configure(channel: channel, context: context, upgrader: upgrader)
+                }
+            }
+        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        return channel
+    }
+
+    /// Whether a websocket upgrade request is one the engine takes; others fall through to the HTTP handler,
+    /// which answers with the Engine.IO error.
+    static func acceptsWebSocket(_ head: HTTPRequestHead, engine: EngineServer, path: String) -> Bool {
+        let query = RequestQuery(target: head.uri)
+        guard query.path == path || query.path + "/" == path, query.transport == "websocket",
+            engine.configuration.allowWebSocket, query.eio == "4"
+        else { return false }
+        if let origin = head.headers.first(name: "origin"), let allowed = engine.configuration.allowedOrigins,
+            !allowed.contains(origin)
+        {
+            return false
+        }
+        if let sid = query.sid { return engine.session(String(sid)) != nil }
+        return true
+    }
+
+    public func shutdown() {
+        engine.closeAll(reason: .serverShutdown)
+    }
+}

@@ -1,0 +1,124 @@
+import Adapter
+import ArgumentParser
+import Logging
+import NIOCore
+import NIOPosix
+import Node
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `signal-node`: one node of the signaling cluster. Every option can also come from an environment variable.
+@main
+struct SignalNode: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "signal-node",
+        abstract: "A Socket.IO (Engine.IO v4, Socket.IO v5) WebRTC signaling node.",
+        discussion: "Every option also reads the environment variable shown in brackets; a flag wins over it."
+    )
+
+    @Option(help: "Address to listen on [SIGNAL_HOST].")
+    var host: String = env("SIGNAL_HOST") ?? "0.0.0.0"
+
+    @Option(help: "Port to listen on [SIGNAL_PORT].")
+    var port: Int = env("SIGNAL_PORT").flatMap(Int.init) ?? 4000
+
+    @Option(help: "Redis URL, e.g. redis://127.0.0.1:6379; absent = single node, in-memory rooms [SIGNAL_REDIS_URL].")
+    var redis: String = env("SIGNAL_REDIS_URL") ?? ""
+
+    @Option(help: "This node's name in logs and metrics [SIGNAL_NODE_ID].")
+    var nodeId: String = env("SIGNAL_NODE_ID") ?? "node-\(getpid())"
+
+    @Option(help: "Engine.IO ping interval in ms [SIGNAL_PING_INTERVAL].")
+    var pingInterval: Int = env("SIGNAL_PING_INTERVAL").flatMap(Int.init) ?? 25_000
+
+    @Option(help: "Engine.IO ping timeout in ms [SIGNAL_PING_TIMEOUT].")
+    var pingTimeout: Int = env("SIGNAL_PING_TIMEOUT").flatMap(Int.init) ?? 20_000
+
+    @Option(help: "Largest message or polling payload in bytes [SIGNAL_MAX_PAYLOAD].")
+    var maxPayload: Int = env("SIGNAL_MAX_PAYLOAD").flatMap(Int.init) ?? 1_000_000
+
+    @Option(help: "Most Engine.IO sessions on this node [SIGNAL_MAX_CONNECTIONS].")
+    var maxConnections: Int = env("SIGNAL_MAX_CONNECTIONS").flatMap(Int.init) ?? 100_000
+
+    @Option(help: "Relayed ICE event name: both, underscore (ice_candidate) or hyphen (ice-candidate) [SIGNAL_ICE_EVENT].")
+    var iceEvent: String = env("SIGNAL_ICE_EVENT") ?? "both"
+
+    @Option(help: "Allowed browser origins, comma-separated; empty = any [SIGNAL_ALLOWED_ORIGINS].")
+    var allowedOrigins: String = env("SIGNAL_ALLOWED_ORIGINS") ?? ""
+
+    @Option(help: "Event loop threads; 0 = one per core [SIGNAL_THREADS].")
+    var threads: Int = env("SIGNAL_THREADS").flatMap(Int.init) ?? 0
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [SIGNAL_LOG_LEVEL].")
+    var logLevel: String = env("SIGNAL_LOG_LEVEL") ?? "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, got \(port)") }
+        guard pingInterval > 0, pingTimeout > 0 else { throw ValidationError("ping interval and timeout must be > 0") }
+        guard maxPayload >= 1024 else { throw ValidationError("--max-payload must be at least 1024 bytes") }
+        guard maxConnections > 0 else { throw ValidationError("--max-connections must be > 0") }
+        guard SignalingConfiguration.ICEEventName(rawValue: iceEvent) != nil else {
+            throw ValidationError("--ice-event must be both, underscore or hyphen, got \(iceEvent)")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard threads >= 0 else { throw ValidationError("--threads must be >= 0") }
+        if !redis.isEmpty, !redis.hasPrefix("redis://") {
+            throw ValidationError("--redis must be a redis:// URL, got \(redis)")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "signal-node")
+
+        var configuration = ServerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.nodeID = nodeId
+        configuration.engine.pingInterval = .milliseconds(Int64(pingInterval))
+        configuration.engine.pingTimeout = .milliseconds(Int64(pingTimeout))
+        configuration.engine.maxPayload = maxPayload
+        configuration.engine.maxSessions = maxConnections
+        let origins = allowedOrigins.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }
+        configuration.engine.allowedOrigins = origins.isEmpty ? nil : origins
+        configuration.signaling.iceEventName = SignalingConfiguration.ICEEventName(rawValue: iceEvent) ?? .both
+
+        if !redis.isEmpty {
+            logger.warning("--redis is not supported yet by this build: running with in-memory rooms")
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads == 0 ? System.coreCount : threads)
+        let server = SignalServer(configuration: configuration, group: group, logger: logger)
+        try await server.namespace.adapter.start()
+        let channel = try await server.bind()
+
+        // Stop on SIGINT/SIGTERM: close sessions, then the listener.
+        let signalQueue = DispatchQueueSignals(logger: logger) {
+            server.shutdown()
+            channel.close(promise: nil)
+        }
+        try await channel.closeFuture.get()
+        signalQueue.cancel()
+        await server.namespace.adapter.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
+
+private func env(_ name: String) -> String? {
+    guard let value = getenv(name) else { return nil }
+    let string = String(cString: value)
+    return string.isEmpty ? nil : string
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters() -> String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}
