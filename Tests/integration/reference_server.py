@@ -33,7 +33,46 @@ import socketio
 from aiohttp import web
 
 
+def patch_engineio(args):
+    """Two python-engineio quirks that would make the reference disagree with the spec:
+    - its open packet computes pingInterval as int(seconds) * 1000, so 300 ms shows as 0;
+      rewrite the open packet with the configured values (and Node's key order);
+    - Packet.encode caches its first encoding, so a binary packet broadcast to a websocket
+      client and then to a polling client is sent to the latter as raw bytes (500 error);
+      encode binary packets without the cache."""
+    import base64
+
+    import engineio.packet as eio_packet
+
+    Packet = eio_packet.Packet
+    orig_init = Packet.__init__
+    orig_encode = Packet.encode
+
+    def init(self, packet_type=eio_packet.NOOP, data=None, encoded_packet=None):
+        if (packet_type == eio_packet.OPEN and isinstance(data, dict)
+                and "pingInterval" in data):
+            data = {
+                "sid": data["sid"],
+                "upgrades": data["upgrades"],
+                "pingInterval": args.ping_interval,
+                "pingTimeout": args.ping_timeout,
+                "maxPayload": data["maxPayload"],
+            }
+        orig_init(self, packet_type, data, encoded_packet)
+
+    def encode(self, b64=False):
+        if self.binary:
+            if b64:
+                return "b" + base64.b64encode(self.data).decode("ascii")
+            return self.data
+        return orig_encode(self, b64)
+
+    Packet.__init__ = init
+    Packet.encode = encode
+
+
 def build_app(args):
+    patch_engineio(args)
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         cors_allowed_origins="*",
@@ -43,7 +82,17 @@ def build_app(args):
         logger=False,
         engineio_logger=False,
     )
-    app = web.Application()
+    @web.middleware
+    async def payload_limit(request, handler):
+        # python-engineio's own check hangs the POST (it waits for the session to close):
+        # refuse an oversize body up front with 413, as Node does.
+        if (request.method == "POST" and request.path.startswith("/socket.io/")
+                and (request.content_length or 0) > args.max_payload):
+            return web.Response(status=413)
+        return await handler(request)
+
+    app = web.Application(middlewares=[payload_limit],
+                          client_max_size=max(args.max_payload * 2, 1024 ** 2))
     sio.attach(app, socketio_path="socket.io")
 
     async def healthz(_request):
