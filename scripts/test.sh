@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: the Swift unit and integration tests (real redis-server), then the python-socketio
+# integration suite against the built signal-node. Installs what it needs on a fresh Debian machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+missing=()
+for package in libhiredis-dev redis-server pkg-config; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! python3 -c 'import socketio, aiohttp, msgpack, pytest, pytest_asyncio, requests' 2>/dev/null; then
+    echo "== installing Python test dependencies"
+    python3 -m pip install -q -r Tests/integration/requirements.txt
+fi
+
+echo "== swift build"
+swift build --build-tests 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\]|prohibited flag' || true; }
+
+echo "== swift test"
+swift test --skip-build
+
+echo "== python-socketio integration tests"
+SIGNAL_NODE_BIN="$(swift build --show-bin-path)/signal-node" python3 -m pytest -q Tests/integration "$@"
