@@ -395,3 +395,17 @@ async def clients(server):
 
 def unique(prefix="room"):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Summary lines (load test figures) printed at the end of the run, even with -q
+# --------------------------------------------------------------------------------------------
+
+REPORT_LINES = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPORT_LINES:
+        terminalreporter.section(f"signal server figures ({SERVER_KIND})")
+        for line in REPORT_LINES:
+            terminalreporter.write_line(line)
