@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import REPORT_LINES, SERVER_KIND, Client
+from conftest import FENCE_PREFIX, REPORT_LINES, SERVER_KIND, Client
 
 N_CLIENTS = int(os.environ.get("LOAD_CLIENTS", "200"))
 ROOM_SIZE = int(os.environ.get("LOAD_ROOM_SIZE", "4"))
@@ -67,20 +67,25 @@ async def test_load_rooms_of_four(server):
 
         await gather_all([own_join_seen(c) for c in clients], 30, "every client's own user_joined")
         t_joined = time.monotonic()
+        # every join has been broadcast; a fence makes sure each copy has arrived
+        await gather_all([c.fence(timeout=30) for c in clients], 40, "fence after joins")
 
         both_ways = 0
         for room, members in rooms.items():
             member_sids = {m.sid for m in members}
             for m in members:
-                got = [p for ev, p in m.log if ev == "user_joined"]
+                got = [p for ev, p in m.log if ev == "user_joined"
+                       and not p["roomName"].startswith(FENCE_PREFIX)]
                 ids = [p["socketId"] for p in got]
                 assert len(ids) == len(set(ids)), f"{m.name}: duplicate user_joined {ids}"
                 assert set(ids) <= member_sids, f"{m.name}: user_joined from another room {got}"
                 assert all(p["roomName"] == room for p in got), got
                 assert ids.count(m.sid) == 1
             for a, b in itertools.combinations(members, 2):
-                a_saw_b = any(ev == "user_joined" and p["socketId"] == b.sid for ev, p in a.log)
-                b_saw_a = any(ev == "user_joined" and p["socketId"] == a.sid for ev, p in b.log)
+                a_saw_b = any(ev == "user_joined" and p == {"personName": b.name, "roomName": room,
+                                                             "socketId": b.sid} for ev, p in a.log)
+                b_saw_a = any(ev == "user_joined" and p == {"personName": a.name, "roomName": room,
+                                                             "socketId": a.sid} for ev, p in b.log)
                 # whoever joined first must hear about the other (it sends the offer)
                 assert a_saw_b or b_saw_a, f"neither {a.name} nor {b.name} saw the other join"
                 both_ways += a_saw_b and b_saw_a
@@ -125,6 +130,7 @@ async def test_load_rooms_of_four(server):
 
         await gather_all([leave(c) for c in clients], 40, "leaving")
         t_left = time.monotonic()
+        await gather_all([c.fence(timeout=30) for c in clients], 40, "fence after leaves")
         for room, members in rooms.items():
             member_sids = {m.sid for m in members}
             for m in members:
@@ -133,8 +139,10 @@ async def test_load_rooms_of_four(server):
                 assert m.sid not in ids, f"{m.name} got its own user_left"
                 assert set(ids) <= member_sids, f"{m.name}: user_left from another room"
             for a, b in itertools.combinations(members, 2):
-                a_saw_b = any(ev == "user_left" and p["socketId"] == b.sid for ev, p in a.log)
-                b_saw_a = any(ev == "user_left" and p["socketId"] == a.sid for ev, p in b.log)
+                a_saw_b = any(ev == "user_left" and p == {"personName": b.name, "roomName": room,
+                                                           "socketId": b.sid} for ev, p in a.log)
+                b_saw_a = any(ev == "user_left" and p == {"personName": a.name, "roomName": room,
+                                                           "socketId": a.sid} for ev, p in b.log)
                 # whoever left last must have heard about the other leaving
                 assert a_saw_b or b_saw_a, f"neither {a.name} nor {b.name} saw the other leave"
 
