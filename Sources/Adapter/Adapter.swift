@@ -55,6 +55,8 @@ public struct BroadcastPacket: Sendable, Hashable {
 /// the packet once and writes the same bytes to each listed socket.
 public protocol LocalDelivery: AnyObject, Sendable {
     func deliver(_ packet: BroadcastPacket, to sockets: [SocketID])
+    /// Disconnects local sockets (a cluster's `disconnectSockets`); with `close`, their whole connection.
+    func disconnect(_ sockets: [SocketID], close: Bool)
 }
 
 /// Room membership and fan-out for one namespace, the way socket.io-adapter defines it.

@@ -77,7 +77,7 @@ extension PacketValue {
                 buffer.writeString(String(Int64(n)))
             } else {
                 // Large integral doubles: JavaScript prints all digits.
-                buffer.writeString(String(format: n))
+                buffer.writeString(jsLargeIntegerDescription(n))
             }
         } else {
             buffer.writeString(jsNumberDescription(n))
@@ -134,20 +134,25 @@ func jsNumberDescription(_ n: Double) -> String {
     return text
 }
 
-extension String {
-    init(format n: Double) {
-        // Integral doubles beyond 2^53 (below 1e21): print the exact integer value.
-        var digits: [UInt8] = []
-        var value = n.magnitude
-        while value >= 1 {
-            let q = (value / 10).rounded(.towardZero)
-            let r = value - q * 10
-            digits.append(UInt8(ascii: "0") + UInt8(r))
-            value = q
-        }
-        if digits.isEmpty { digits = [UInt8(ascii: "0")] }
-        self = (n < 0 ? "-" : "") + String(decoding: digits.reversed(), as: UTF8.self)
+/// Integral doubles from 2^53 up to 1e21, written out in full as JavaScript does (`123456789012345680000`): the
+/// shortest round-trip digits, padded with zeros to the exponent.
+func jsLargeIntegerDescription(_ n: Double) -> String {
+    let text = n.magnitude.description  // e.g. "1.2345678901234568e+20" or "9007199254740994.0"
+    var digits: String
+    var exponent: Int
+    if let e = text.firstIndex(of: "e") {
+        digits = String(text[..<e].filter { $0 != "." })
+        exponent = Int(text[text.index(after: e)...].filter { $0 != "+" }) ?? 0
+    } else {
+        let integerPart = text.split(separator: ".").first.map(String.init) ?? text
+        return (n < 0 ? "-" : "") + integerPart
     }
+    // digits = d.ddd… with the point after the first digit: value = digits × 10^(exponent − (count − 1)).
+    let zeros = exponent - (digits.count - 1)
+    if zeros >= 0 {
+        digits += String(repeating: "0", count: zeros)
+    }
+    return (n < 0 ? "-" : "") + digits
 }
 
 /// A small recursive-descent JSON reader over raw bytes.

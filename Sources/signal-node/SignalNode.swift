@@ -27,6 +27,12 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Redis URL, e.g. redis://127.0.0.1:6379; absent = single node, in-memory rooms [SIGNAL_REDIS_URL].")
     var redis: String = env("SIGNAL_REDIS_URL") ?? ""
 
+    @Option(help: "Redis subscription mode: pattern (PSUBSCRIBE, like Node.js nodes) or per-room [SIGNAL_REDIS_MODE].")
+    var redisMode: String = env("SIGNAL_REDIS_MODE") ?? "pattern"
+
+    @Option(help: "Redis channel prefix, as the Node.js adapter's `key` [SIGNAL_REDIS_PREFIX].")
+    var redisPrefix: String = env("SIGNAL_REDIS_PREFIX") ?? "socket.io"
+
     @Option(help: "This node's name in logs and metrics [SIGNAL_NODE_ID].")
     var nodeId: String = env("SIGNAL_NODE_ID") ?? "node-\(getpid())"
 
@@ -64,8 +70,18 @@ struct SignalNode: AsyncParsableCommand {
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard threads >= 0 else { throw ValidationError("--threads must be >= 0") }
-        if !redis.isEmpty, !redis.hasPrefix("redis://") {
-            throw ValidationError("--redis must be a redis:// URL, got \(redis)")
+        if !redis.isEmpty {
+            do {
+                _ = try RedisConfiguration(url: redis)
+            } catch {
+                throw ValidationError("--redis: \(error)")
+            }
+        }
+        guard RedisAdapterConfiguration.SubscriptionMode(rawValue: redisMode) != nil else {
+            throw ValidationError("--redis-mode must be pattern or per-room, got \(redisMode)")
+        }
+        guard !redisPrefix.isEmpty, !redisPrefix.contains("#") else {
+            throw ValidationError("--redis-prefix must be non-empty and contain no '#'")
         }
     }
 
@@ -90,12 +106,27 @@ struct SignalNode: AsyncParsableCommand {
         configuration.engine.allowedOrigins = origins.isEmpty ? nil : origins
         configuration.signaling.iceEventName = SignalingConfiguration.ICEEventName(rawValue: iceEvent) ?? .both
 
-        if !redis.isEmpty {
-            logger.warning("--redis is not supported yet by this build: running with in-memory rooms")
-        }
-
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads == 0 ? System.coreCount : threads)
-        let server = SignalServer(configuration: configuration, group: group, logger: logger)
+        let server: SignalServer
+        if redis.isEmpty {
+            server = SignalServer(configuration: configuration, group: group, logger: logger)
+        } else {
+            let adapterConfiguration = RedisAdapterConfiguration(
+                redis: try RedisConfiguration(url: redis),
+                prefix: redisPrefix,
+                mode: RedisAdapterConfiguration.SubscriptionMode(rawValue: redisMode) ?? .pattern
+            )
+            logger.info("cluster mode", metadata: ["redis": "\(adapterConfiguration.redis)", "redis.mode": "\(redisMode)"])
+            server = SignalServer(configuration: configuration, group: group, logger: logger) { nsp, delivery in
+                RedisAdapter(
+                    nsp: nsp,
+                    delivery: delivery,
+                    configuration: adapterConfiguration,
+                    eventLoopGroup: group,
+                    logger: logger
+                )
+            }
+        }
         try await server.namespace.adapter.start()
         let channel = try await server.bind()
 

@@ -44,8 +44,23 @@ public final class LocalSockets: LocalDelivery {
         deliver(frames, to: ids)
     }
 
+    public func disconnect(_ ids: [SocketID], close: Bool) {
+        forEach(ids) { socket in
+            if close {
+                socket.connection.session.close(reason: .forcedClose)
+            } else {
+                socket.disconnect()
+            }
+        }
+    }
+
     func deliver(_ frames: [EngineFrame], to ids: [SocketID]) {
-        // Group recipients by event loop: one task per loop, however many recipients it has.
+        forEach(ids) { $0.sendFrames(frames) }
+    }
+
+    /// Runs `body` for each listed local socket on its own event loop: one task per loop, however many
+    /// recipients it has, inline for the loop we are on.
+    private func forEach(_ ids: [SocketID], _ body: @escaping @Sendable (Socket) -> Void) {
         var groups: [(any EventLoop, [NIOLoopBound<Socket>])] = []
         sockets.withLock { sockets in
             for id in ids {
@@ -59,10 +74,10 @@ public final class LocalSockets: LocalDelivery {
         }
         for (loop, recipients) in groups {
             if loop.inEventLoop {
-                for recipient in recipients { recipient.value.sendFrames(frames) }
+                for recipient in recipients { body(recipient.value) }
             } else {
                 loop.execute {
-                    for recipient in recipients { recipient.value.sendFrames(frames) }
+                    for recipient in recipients { body(recipient.value) }
                 }
             }
         }

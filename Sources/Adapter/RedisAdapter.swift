@@ -1,0 +1,357 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// Settings of the Redis cluster adapter.
+public struct RedisAdapterConfiguration: Sendable {
+    /// How a node learns of the broadcasts meant for it.
+    public enum SubscriptionMode: String, Sendable, CaseIterable {
+        /// `PSUBSCRIBE <prefix>#<nsp>#*`: every broadcast of the namespace reaches every node, which drops those
+        /// for rooms it does not host. What Node.js nodes of `@socket.io/redis-adapter` do; use it in a cluster
+        /// shared with them.
+        case pattern
+        /// `SUBSCRIBE` the namespace channel plus one channel per room with local members (socket-id rooms
+        /// included): a node receives only the traffic of its own rooms, and a signal to one socket reaches only
+        /// that socket's node. Node.js nodes still receive these publishes (they use the pattern).
+        case perRoom = "per-room"
+    }
+
+    public var redis: RedisConfiguration
+    /// The channel prefix (`key` in the Node adapter).
+    public var prefix: String
+    public var mode: SubscriptionMode
+
+    public init(redis: RedisConfiguration, prefix: String = ClusterChannels.defaultPrefix, mode: SubscriptionMode = .pattern) {
+        self.redis = redis
+        self.prefix = prefix
+        self.mode = mode
+    }
+}
+
+/// Counters of the Redis adapter, readable from any thread (metrics, tests, the closing log).
+public struct RedisAdapterStatistics: Sendable, Hashable {
+    /// Broadcasts published on Redis.
+    public var published: Int
+    /// Broadcasts that could not be published (Redis down): cross-node deliveries lost, counted and logged.
+    public var droppedPublishes: Int
+    /// Broadcast messages received from Redis (own echoes included).
+    public var received: Int
+    /// Received broadcasts dropped unread: own echoes, other namespaces, rooms without local members.
+    public var ignored: Int
+    /// Requests received on the request channel.
+    public var requests: Int
+    /// Messages that could not be decoded.
+    public var malformed: Int
+    /// Reconnects of the subscriber and publisher connections.
+    public var reconnects: Int
+}
+
+/// The cluster adapter on Redis pub/sub, wire-compatible with Node's `@socket.io/redis-adapter` 8 (classic
+/// `createAdapter`) and `@socket.io/redis-emitter` 5: a broadcast is the MessagePack `[uid, packet, opts]` published
+/// on `<prefix>#<nsp>#` (or `<prefix>#<nsp>#<room>#` for exactly one room), and requests come on
+/// `<prefix>-request#<nsp>#`.
+///
+/// Local members are in a `RoomRegistry` behind a mutex that guards only the registry: a broadcast delivers to
+/// local sockets first, then publishes once; a message from Redis is decoded once, its local recipients computed
+/// under the lock, and handed to the namespace, which encodes it once for all of them. Redis I/O runs on the
+/// connections' own event loops (see `RedisConnection` and `RedisSubscriber`): nothing here blocks.
+///
+/// When Redis is unreachable, local rooms keep working; publishes fail fast and are counted in
+/// ``RedisAdapterStatistics/droppedPublishes`` and logged; the subscriber reconnects with backoff and subscribes
+/// again to every channel it needs, and ``isReady`` is false until it has.
+public final class RedisAdapter: Adapter {
+    public let nsp: String
+    public let uid: String
+    public let configuration: RedisAdapterConfiguration
+    public let channels: ClusterChannels
+    private let registry = Mutex(RoomRegistry())
+    private let delivery: any LocalDelivery
+    private let publisher: RedisConnection
+    private let subscriber: RedisSubscriber
+    private let logger: Logger
+    private let counters = Counters()
+
+    private final class Counters: Sendable {
+        let published = Atomic<Int>(0)
+        let dropped = Atomic<Int>(0)
+        let received = Atomic<Int>(0)
+        let ignored = Atomic<Int>(0)
+        let requests = Atomic<Int>(0)
+        let malformed = Atomic<Int>(0)
+        /// Drops since the last log line about them.
+        let droppedSinceLog = Atomic<Int>(0)
+    }
+
+    public init(
+        nsp: String = "/",
+        delivery: any LocalDelivery,
+        configuration: RedisAdapterConfiguration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger
+    ) {
+        self.nsp = nsp
+        self.uid = ClusterUID.random()
+        self.configuration = configuration
+        self.channels = ClusterChannels(prefix: configuration.prefix, nsp: nsp)
+        self.delivery = delivery
+        var adapterLogger = logger
+        adapterLogger[metadataKey: "adapter.uid"] = "\(uid)"
+        self.logger = adapterLogger
+        let logger = adapterLogger
+        self.publisher = RedisConnection(
+            configuration: configuration.redis,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            onEvent: { event in Self.log(event, role: "publisher", logger: logger) }
+        )
+        // The message handler needs `self`; it reaches it through a box filled right below.
+        let handlerBox = HandlerBox()
+        self.subscriber = RedisSubscriber(
+            configuration: configuration.redis,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            onEvent: { event in Self.log(event, role: "subscriber", logger: logger) },
+            onMessage: { channel, _, payload in handlerBox.adapter?.received(channel: channel, payload: payload) }
+        )
+        handlerBox.set(self)
+    }
+
+    private final class HandlerBox: Sendable {
+        private let weakAdapter = Mutex<WeakAdapter>(WeakAdapter())
+        struct WeakAdapter: @unchecked Sendable {  // only read and written under the mutex
+            weak var value: RedisAdapter?
+        }
+        var adapter: RedisAdapter? { weakAdapter.withLock { $0.value } }
+        func set(_ adapter: RedisAdapter) { weakAdapter.withLock { $0.value = adapter } }
+    }
+
+    private static func log(_ event: RedisConnectionEvent, role: String, logger: Logger) {
+        switch event {
+        case .connected(let reconnect):
+            logger.info(reconnect ? "redis reconnected" : "redis connected", metadata: ["redis.role": "\(role)"])
+        case .disconnected:
+            logger.warning("redis connection lost", metadata: ["redis.role": "\(role)"])
+        case .connectFailed(let failures, let retryIn):
+            if failures == 1 || failures % 10 == 0 {
+                logger.warning(
+                    "redis connect failed",
+                    metadata: ["redis.role": "\(role)", "failures": "\(failures)", "retry.ms": "\(retryIn.nanoseconds / 1_000_000)"]
+                )
+            }
+        case .readinessChanged(let ready):
+            logger.info(ready ? "redis subscriptions ready" : "redis subscriptions not ready", metadata: ["redis.role": "\(role)"])
+        case .closed:
+            logger.debug("redis connection closed", metadata: ["redis.role": "\(role)"])
+        }
+    }
+
+    // MARK: lifecycle
+
+    public func start() async throws {
+        switch configuration.mode {
+        case .pattern:
+            subscriber.psubscribe(patterns: [channels.broadcastPattern])
+        case .perRoom:
+            subscriber.subscribe(channels: [channels.broadcastChannel])
+        }
+        // Subscribing to the request channel makes this node count in `PUBSUB NUMSUB`, so it answers requests.
+        subscriber.subscribe(channels: [channels.requestChannel])
+        publisher.start()
+        subscriber.start()
+    }
+
+    public func shutdown() async {
+        _ = try? await subscriber.close().get()
+        _ = try? await publisher.close().get()
+    }
+
+    public var isReady: Bool { subscriber.isReady && publisher.isConnected }
+
+    public var statistics: RedisAdapterStatistics {
+        RedisAdapterStatistics(
+            published: counters.published.load(ordering: .relaxed),
+            droppedPublishes: counters.dropped.load(ordering: .relaxed),
+            received: counters.received.load(ordering: .relaxed),
+            ignored: counters.ignored.load(ordering: .relaxed),
+            requests: counters.requests.load(ordering: .relaxed),
+            malformed: counters.malformed.load(ordering: .relaxed),
+            reconnects: subscriber.reconnectCount + publisher.reconnectCount
+        )
+    }
+
+    // MARK: membership
+
+    public func join(_ socket: SocketID, rooms: [Room]) {
+        let changes = registry.withLock { registry in rooms.compactMap { registry.join(socket, room: $0) } }
+        apply(changes)
+    }
+
+    public func leave(_ socket: SocketID, room: Room) {
+        let change = registry.withLock { $0.leave(socket, room: room) }
+        if let change { apply([change]) }
+    }
+
+    public func leaveAll(_ socket: SocketID) {
+        apply(registry.withLock { $0.leaveAll(socket) })
+    }
+
+    public func rooms(of socket: SocketID) -> Set<Room> {
+        registry.withLock { $0.rooms(of: socket) }
+    }
+
+    public func localSockets(in rooms: Set<Room>) -> Set<SocketID> {
+        registry.withLock { $0.localSockets(in: rooms) }
+    }
+
+    /// In per-room mode, subscribes to a room's channel when its first local member joins and unsubscribes after
+    /// the last one leaves (the subscriber reference-counts, so join/leave races net out).
+    private func apply(_ changes: [RoomRegistry.Change]) {
+        guard configuration.mode == .perRoom, !changes.isEmpty else { return }
+        var subscribe: [String] = []
+        var unsubscribe: [String] = []
+        for change in changes {
+            switch change {
+            case .roomCreated(let room): subscribe.append(channels.roomChannel(room))
+            case .roomDeleted(let room): unsubscribe.append(channels.roomChannel(room))
+            }
+        }
+        if !subscribe.isEmpty { subscriber.subscribe(channels: subscribe) }
+        if !unsubscribe.isEmpty { subscriber.unsubscribe(channels: unsubscribe) }
+    }
+
+    // MARK: broadcast
+
+    public func broadcast(_ packet: BroadcastPacket, options: BroadcastOptions) {
+        let (recipients, targetIsLocalSocket) = registry.withLock { registry in
+            let recipients = registry.recipients(of: options)
+            // A signal to one socket of this node needs no other node.
+            let room = options.rooms.count == 1 ? options.rooms[0] : nil
+            let local = room.map { registry.rooms(of: $0).contains($0) } ?? false
+            return (recipients, local)
+        }
+        if !recipients.isEmpty { delivery.deliver(packet, to: recipients) }
+        guard !options.flags.local, !targetIsLocalSocket else { return }
+        publish(packet, options: options)
+    }
+
+    private func publish(_ packet: BroadcastPacket, options: BroadcastOptions) {
+        var message = ByteBuffer()
+        message.reserveCapacity(128)
+        ClusterBroadcast.encode(uid: uid, packet: packet, options: options, into: &message)
+        let channel = channels.publishChannel(for: options)
+        let counters = self.counters
+        let logger = self.logger
+        publisher.publish(channel, message: message).whenComplete { result in
+            switch result {
+            case .success:
+                counters.published.add(1, ordering: .relaxed)
+                let dropped = counters.droppedSinceLog.exchange(0, ordering: .relaxed)
+                if dropped > 0 {
+                    logger.warning("redis is back; cross-node messages lost meanwhile", metadata: ["lost": "\(dropped)"])
+                }
+            case .failure(let error):
+                counters.dropped.add(1, ordering: .relaxed)
+                let pending = counters.droppedSinceLog.add(1, ordering: .relaxed).newValue
+                if pending == 1 || pending % 1000 == 0 {
+                    logger.error(
+                        "cross-node message lost: redis publish failed",
+                        metadata: ["redis.channel": "\(channel)", "error": "\(error)", "lost.since.last.log": "\(pending)"]
+                    )
+                }
+            }
+        }
+    }
+
+    // MARK: receiving
+
+    /// A message from the subscriber connection (on its event loop).
+    func received(channel: String, payload: ByteBuffer) {
+        if channel == channels.requestChannel {
+            counters.requests.add(1, ordering: .relaxed)
+            return handleRequest(payload)
+        }
+        counters.received.add(1, ordering: .relaxed)
+        guard let (channelNsp, room) = ClusterChannels.parse(channel, prefix: configuration.prefix), channelNsp == nsp else {
+            counters.ignored.add(1, ordering: .relaxed)
+            return
+        }
+        if let room, !registry.withLock({ $0.hasRoom(room) }) {
+            counters.ignored.add(1, ordering: .relaxed)
+            return
+        }
+        let message: ClusterBroadcast
+        do {
+            message = try ClusterBroadcast(decoding: payload)
+        } catch {
+            counters.malformed.add(1, ordering: .relaxed)
+            logger.warning("malformed broadcast from redis", metadata: ["redis.channel": "\(channel)", "error": "\(error)"])
+            return
+        }
+        guard message.uid != uid, message.packet.nsp == nsp else {
+            counters.ignored.add(1, ordering: .relaxed)
+            return
+        }
+        let recipients = registry.withLock { $0.recipients(of: message.options) }
+        if !recipients.isEmpty { delivery.deliver(message.packet, to: recipients) }
+    }
+
+    private func handleRequest(_ payload: ByteBuffer) {
+        let request: ClusterRequest
+        do {
+            request = try ClusterRequest(decoding: payload)
+        } catch {
+            counters.malformed.add(1, ordering: .relaxed)
+            logger.debug("unreadable request from redis", metadata: ["error": "\(error)"])
+            return
+        }
+        switch request {
+        case .allRooms(let requester, let requestId):
+            guard requester != uid else { return }
+            let rooms = registry.withLock { Array($0.allRooms) }
+            respond(.allRooms(requestId: requestId, rooms: rooms))
+        case .socketsJoin(_, let options, let rooms):
+            let targets = registry.withLock { $0.recipients(of: options) }
+            for socket in targets { join(socket, rooms: rooms) }
+        case .socketsLeave(_, let options, let rooms):
+            let targets = registry.withLock { $0.recipients(of: options) }
+            for socket in targets {
+                for room in rooms { leave(socket, room: room) }
+            }
+        case .disconnectSockets(_, let options, let close):
+            let targets = registry.withLock { $0.recipients(of: options) }
+            if !targets.isEmpty { delivery.disconnect(targets, close: close) }
+        case .fetchSockets(let requester, let requestId, let options):
+            guard requester != uid else { return }
+            let sockets = registry.withLock { registry in
+                registry.recipients(of: options).map { id in
+                    ClusterResponse.Socket(
+                        id: id,
+                        handshake: .object([]),
+                        rooms: [id] + registry.rooms(of: id).filter { $0 != id }.sorted()
+                    )
+                }
+            }
+            respond(.fetchSockets(requestId: requestId, sockets: sockets))
+        case .serverSideEmit(let requester, let requestId, _):
+            // No server-side listeners here; answer so a waiting Node node is not left to time out.
+            guard requester != uid, let requestId else { return }
+            respond(.serverSideEmit(requestId: requestId, data: .null))
+        case .broadcastWithAck(let requester, let requestId, let packet, let options):
+            guard requester != uid else { return }
+            // Delivered without collecting the clients' acks: we report no clients, so the requester does not
+            // wait for acks that will not come.
+            let recipients = registry.withLock { $0.recipients(of: options) }
+            if !recipients.isEmpty { delivery.deliver(packet, to: recipients) }
+            respond(.broadcastClientCount(requestId: requestId, clientCount: 0))
+        }
+    }
+
+    private func respond(_ response: ClusterResponse) {
+        let message = response.encoded()
+        let channel = channels.responseChannel
+        let logger = self.logger
+        publisher.publish(channel, message: message).whenFailure { error in
+            logger.warning("could not answer a cluster request", metadata: ["error": "\(error)"])
+        }
+    }
+}
