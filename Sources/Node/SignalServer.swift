@@ -24,6 +24,7 @@ public final class SignalServer: Sendable {
     public let configuration: ServerConfiguration
     public let namespace: Namespace
     public let engine: EngineServer
+    public let presence: any PresenceStore
     let logger: Logger
     private let group: any EventLoopGroup
     private let context: ServerContext
@@ -32,8 +33,10 @@ public final class SignalServer: Sendable {
         configuration: ServerConfiguration,
         group: any EventLoopGroup,
         logger: Logger,
+        presence: any PresenceStore = InMemoryPresenceStore(),
         makeAdapter: (String, any LocalDelivery) -> any Adapter = { InMemoryAdapter(nsp: $0, delivery: $1) }
     ) {
+        self.presence = presence
         self.configuration = configuration
         self.group = group
         var logger = logger
@@ -41,7 +44,7 @@ public final class SignalServer: Sendable {
         self.logger = logger
         let namespace = Namespace(
             name: "/",
-            handler: SignalingApplication(configuration: configuration.signaling),
+            handler: SignalingApplication(configuration: configuration.signaling, presence: presence),
             logger: logger,
             makeAdapter: makeAdapter
         )
@@ -119,6 +122,19 @@ public final class SignalServer: Sendable {
         }
         if let sid = query.sid { return engine.session(String(sid)) != nil }
         return true
+    }
+
+    /// Starts the adapter and presence (connections to Redis, heartbeats).
+    public func start() async throws {
+        try await namespace.adapter.start()
+        let namespace = self.namespace
+        try await presence.start { entries in SignalingApplication.nodeLost(entries, namespace: namespace) }
+    }
+
+    /// Stops the adapter and presence.
+    public func stop() async {
+        await presence.shutdown()
+        await namespace.adapter.shutdown()
     }
 
     public func shutdown() {

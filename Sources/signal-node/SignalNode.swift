@@ -54,6 +54,36 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Allowed browser origins, comma-separated; empty = any [SIGNAL_ALLOWED_ORIGINS].")
     var allowedOrigins: String = env("SIGNAL_ALLOWED_ORIGINS") ?? ""
 
+    @Option(help: "Milliseconds without heartbeat after which other nodes declare a node dead and send user_left for its sockets [SIGNAL_NODE_TIMEOUT].")
+    var nodeTimeout: Int = env("SIGNAL_NODE_TIMEOUT").flatMap(Int.init) ?? 10_000
+
+    @Option(help: "Longest room name, characters [SIGNAL_MAX_ROOM_NAME].")
+    var maxRoomName: Int = env("SIGNAL_MAX_ROOM_NAME").flatMap(Int.init) ?? 128
+
+    @Option(help: "Longest person name, characters [SIGNAL_MAX_PERSON_NAME].")
+    var maxPersonName: Int = env("SIGNAL_MAX_PERSON_NAME").flatMap(Int.init) ?? 64
+
+    @Option(help: "Longest chat content, characters [SIGNAL_MAX_CONTENT].")
+    var maxContent: Int = env("SIGNAL_MAX_CONTENT").flatMap(Int.init) ?? 10_000
+
+    @Option(help: "Longest SDP, bytes [SIGNAL_MAX_SDP].")
+    var maxSdp: Int = env("SIGNAL_MAX_SDP").flatMap(Int.init) ?? 100_000
+
+    @Option(help: "Longest ICE candidate, bytes [SIGNAL_MAX_CANDIDATE].")
+    var maxCandidate: Int = env("SIGNAL_MAX_CANDIDATE").flatMap(Int.init) ?? 2_048
+
+    @Option(help: "Events per second per socket, sustained [SIGNAL_EVENT_RATE].")
+    var eventRate: Double = env("SIGNAL_EVENT_RATE").flatMap(Double.init) ?? 50
+
+    @Option(help: "Events per socket in a burst [SIGNAL_EVENT_BURST].")
+    var eventBurst: Double = env("SIGNAL_EVENT_BURST").flatMap(Double.init) ?? 100
+
+    @Option(help: "Rooms per socket [SIGNAL_MAX_ROOMS_PER_SOCKET].")
+    var maxRoomsPerSocket: Int = env("SIGNAL_MAX_ROOMS_PER_SOCKET").flatMap(Int.init) ?? 16
+
+    @Option(help: "Members per room, cluster-wide [SIGNAL_MAX_ROOM_MEMBERS].")
+    var maxRoomMembers: Int = env("SIGNAL_MAX_ROOM_MEMBERS").flatMap(Int.init) ?? 50
+
     @Option(help: "Event loop threads; 0 = one per core [SIGNAL_THREADS].")
     var threads: Int = env("SIGNAL_THREADS").flatMap(Int.init) ?? 0
 
@@ -69,6 +99,15 @@ struct SignalNode: AsyncParsableCommand {
             throw ValidationError("--ice-event must be both, underscore or hyphen, got \(iceEvent)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard nodeTimeout >= 200 else { throw ValidationError("--node-timeout must be at least 200 ms") }
+        for (name, value) in [
+            ("--max-room-name", maxRoomName), ("--max-person-name", maxPersonName), ("--max-content", maxContent),
+            ("--max-sdp", maxSdp), ("--max-candidate", maxCandidate), ("--max-rooms-per-socket", maxRoomsPerSocket),
+            ("--max-room-members", maxRoomMembers),
+        ] where value < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
+        guard eventRate > 0, eventBurst >= 1 else { throw ValidationError("--event-rate must be > 0 and --event-burst >= 1") }
         guard threads >= 0 else { throw ValidationError("--threads must be >= 0") }
         if !redis.isEmpty {
             do {
@@ -105,6 +144,15 @@ struct SignalNode: AsyncParsableCommand {
         let origins = allowedOrigins.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }
         configuration.engine.allowedOrigins = origins.isEmpty ? nil : origins
         configuration.signaling.iceEventName = SignalingConfiguration.ICEEventName(rawValue: iceEvent) ?? .both
+        configuration.signaling.maxRoomNameLength = maxRoomName
+        configuration.signaling.maxPersonNameLength = maxPersonName
+        configuration.signaling.maxContentLength = maxContent
+        configuration.signaling.maxSDPLength = maxSdp
+        configuration.signaling.maxCandidateLength = maxCandidate
+        configuration.signaling.eventsPerSecond = eventRate
+        configuration.signaling.eventBurst = eventBurst
+        configuration.signaling.maxRoomsPerSocket = maxRoomsPerSocket
+        configuration.signaling.maxMembersPerRoom = maxRoomMembers
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads == 0 ? System.coreCount : threads)
         let server: SignalServer
@@ -117,7 +165,17 @@ struct SignalNode: AsyncParsableCommand {
                 mode: RedisAdapterConfiguration.SubscriptionMode(rawValue: redisMode) ?? .pattern
             )
             logger.info("cluster mode", metadata: ["redis": "\(adapterConfiguration.redis)", "redis.mode": "\(redisMode)"])
-            server = SignalServer(configuration: configuration, group: group, logger: logger) { nsp, delivery in
+            let presence = RedisPresenceStore(
+                configuration: RedisPresenceStore.Configuration(
+                    redis: adapterConfiguration.redis,
+                    prefix: "\(redisPrefix):presence",
+                    nodeTimeout: .milliseconds(Int64(nodeTimeout)),
+                    nodeName: nodeId
+                ),
+                eventLoopGroup: group,
+                logger: logger
+            )
+            server = SignalServer(configuration: configuration, group: group, logger: logger, presence: presence) { nsp, delivery in
                 RedisAdapter(
                     nsp: nsp,
                     delivery: delivery,
@@ -127,7 +185,7 @@ struct SignalNode: AsyncParsableCommand {
                 )
             }
         }
-        try await server.namespace.adapter.start()
+        try await server.start()
         let channel = try await server.bind()
 
         // Stop on SIGINT/SIGTERM: close sessions, then the listener.
@@ -137,7 +195,7 @@ struct SignalNode: AsyncParsableCommand {
         }
         try await channel.closeFuture.get()
         signalQueue.cancel()
-        await server.namespace.adapter.shutdown()
+        await server.stop()
         try await group.shutdownGracefully()
     }
 }

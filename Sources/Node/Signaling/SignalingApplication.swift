@@ -1,79 +1,320 @@
 import Adapter
 import Logging
+import NIOCore
 
-/// The seed's signaling events (shared/notes/seed-protocol.md §1), on the namespace `/`.
+/// The seed's signaling events (shared/notes/seed-protocol.md §1) on the namespace `/`, with what the seed lacked:
+/// presence across the cluster, server-set identity, validation and limits.
 ///
 /// | client sends | the server emits |
 /// |---|---|
-/// | `join_room {roomName, personName}` | `user_joined {personName, roomName, socketId}` to the whole room, joiner included |
-/// | `message {roomName, personName, content}` | `message {personName, content, timestamp}` to the whole room |
-/// | `leave_room {roomName, personName}` | `user_left {personName, roomName, socketId}` to the others in the room |
-/// | `offer` / `answer {…, toPeer}` | the same object, under the same name, to `toPeer` |
-/// | `ice_candidate {iccCandidate, fromPeer, toPeer}` | the same object to `toPeer`, as `ice_candidate` and/or `ice-candidate` |
-/// | `send-offer` / `send-answer` / `send-icecandidate` | `receive-…` to every other socket (legacy) |
+/// | `join_room {roomName, personName}` | `user_joined {personName, roomName, socketId}` to the whole room, joiner included; the ack (if asked) answers `{roomName, socketId, peers:[{socketId, personName}]}` |
+/// | `message {roomName, content}` | `message {personName, content, timestamp}` to the whole room (the name given at join) |
+/// | `leave_room {roomName}` | `user_left {personName, roomName, socketId}` to the others in the room |
+/// | (disconnect, or the node dies) | `user_left` to the others in each of its rooms |
+/// | `offer` / `answer {…, toPeer}` | the same object with `fromPeer` set to the sender's id, to `toPeer` when they share a room |
+/// | `ice_candidate {iccCandidate, toPeer}` | the same, as `ice_candidate` and/or `ice-candidate` |
+/// | `send-offer` / `send-answer` / `send-icecandidate` | `receive-…` to the others in the sender's rooms (legacy) |
+///
+/// Events of one socket are handled one after the other, even when one waits for Redis (a join reads the roster),
+/// so what a client sends leaves in the order sent.
 struct SignalingApplication: NamespaceHandler {
     let configuration: SignalingConfiguration
+    let presence: any PresenceStore
 
-    /// What the server remembers of a socket: the name it joined each room under.
+    /// What the server remembers of a socket: the name it joined each room under, its rate limit, and the queue
+    /// that keeps its events in order.
     final class Member {
         var names: [Room: String] = [:]
+        var bucket: TokenBucket
+        private var queue = CircularBuffer<() -> EventLoopFuture<Void>?>()
+        private var running = false
+
+        init(bucket: TokenBucket) {
+            self.bucket = bucket
+        }
+
+        /// Runs `operation` after those before it; an operation returns a future when it has to wait.
+        func enqueue(_ operation: @escaping () -> EventLoopFuture<Void>?) {
+            queue.append(operation)
+            drain()
+        }
+
+        private func drain() {
+            guard !running else { return }
+            while let operation = queue.popFirst() {
+                if let future = operation() {
+                    running = true
+                    future.assumeIsolated().whenComplete { _ in
+                        self.running = false
+                        self.drain()
+                    }
+                    return
+                }
+            }
+        }
     }
 
     func socketConnected(_ socket: Socket) {
-        socket.attachment = Member()
+        socket.attachment = Member(bucket: TokenBucket(rate: configuration.eventsPerSecond, capacity: configuration.eventBurst))
         socket.logger.debug("connected")
     }
 
     func socketDisconnected(_ socket: Socket, reason: String) {
         socket.logger.debug("disconnected", metadata: ["reason": "\(reason)"])
-    }
-
-    func socket(_ socket: Socket, event: String, arguments: [PacketValue], ack: Ack?) {
-        let payload = arguments.first ?? .null
-        switch event {
-        case "join_room":
-            guard let room = payload["roomName"]?.stringValue else { return refuse(socket, event, ack, "roomName must be a string") }
-            let name = payload["personName"] ?? .null
-            socket.join(room)
-            (socket.attachment as? Member)?.names[room] = name.stringValue ?? ""
-            let peer = PacketValue.object([("personName", name), ("roomName", .string(room)), ("socketId", .string(socket.id))])
-            socket.namespace.emit("user_joined", [peer], to: [room])
-            ack?(.object([("roomName", .string(room)), ("socketId", .string(socket.id)), ("peers", .array([]))]))
-        case "message":
-            guard let room = payload["roomName"]?.stringValue else { return refuse(socket, event, ack, "roomName must be a string") }
-            let message = PacketValue.object([
-                ("personName", payload["personName"] ?? .null),
-                ("content", payload["content"] ?? .null),
-                ("timestamp", .string(HTTPDate.now())),
-            ])
-            socket.namespace.emit("message", [message], to: [room])
-            ack?(.object([("ok", true)]))
-        case "leave_room":
-            guard let room = payload["roomName"]?.stringValue else { return refuse(socket, event, ack, "roomName must be a string") }
-            socket.leave(room)
-            (socket.attachment as? Member)?.names[room] = nil
-            let peer = PacketValue.object([
-                ("personName", payload["personName"] ?? .null), ("roomName", .string(room)), ("socketId", .string(socket.id)),
-            ])
-            socket.namespace.emit("user_left", [peer], to: [room], except: [socket.id])
-            ack?(.object([("ok", true)]))
-        case "offer", "answer":
-            guard let target = payload["toPeer"]?.stringValue else { return refuse(socket, event, ack, "toPeer must be a string") }
-            socket.broadcast(event, [payload], to: [target])
-            ack?(.object([("ok", true)]))
-        case "ice_candidate", "ice-candidate":
-            guard let target = payload["toPeer"]?.stringValue else { return refuse(socket, event, ack, "toPeer must be a string") }
-            for name in configuration.iceEventName.names { socket.broadcast(name, [payload], to: [target]) }
-            ack?(.object([("ok", true)]))
-        case "send-offer", "send-answer", "send-icecandidate":
-            socket.broadcast("receive-" + event.dropFirst("send-".count), arguments, to: [])
-        default:
-            socket.logger.trace("ignored event", metadata: ["event": "\(event)"])
+        guard let member = socket.attachment as? Member else { return }
+        let namespace = socket.namespace
+        let id = socket.id
+        let eventLoop = socket.eventLoop
+        member.enqueue {
+            let rooms = Array(member.names.keys)
+            member.names.removeAll()
+            guard !rooms.isEmpty else { return nil }
+            let leaves = rooms.map { presence.leave(room: $0, socket: id, on: eventLoop) }
+            return EventLoopFuture.whenAllSucceed(leaves, on: eventLoop).map { entries in
+                for entry in entries.compactMap({ $0 }) {
+                    namespace.emit("user_left", [Self.peer(entry)], to: [entry.room], except: [id])
+                }
+            }
         }
     }
 
-    private func refuse(_ socket: Socket, _ event: String, _ ack: Ack?, _ message: String) {
-        let error = PacketValue.object([("event", .string(event)), ("code", "invalid_payload"), ("message", .string(message))])
-        if let ack { ack(.object([("error", error)])) } else { socket.emit("error", [error]) }
+    /// Announces `user_left` for the sockets of a node that died (called once cluster-wide).
+    static func nodeLost(_ entries: [PresenceEntry], namespace: Namespace) {
+        for entry in entries {
+            namespace.emit("user_left", [peer(entry)], to: [entry.room])
+        }
+    }
+
+    static func peer(_ entry: PresenceEntry) -> PacketValue {
+        .object([("personName", .string(entry.personName)), ("roomName", .string(entry.room)), ("socketId", .string(entry.socket))])
+    }
+
+    /// What handling an event gives: the ack's answer now, or later.
+    enum Outcome {
+        case done(PacketValue)
+        case later(EventLoopFuture<PacketValue>)
+    }
+
+    static let ok = PacketValue.object([("ok", true)])
+
+    func socket(_ socket: Socket, event: String, arguments: [PacketValue], ack: Ack?) {
+        guard let member = socket.attachment as? Member else { return }
+        let payload = arguments.first ?? .null
+        let handle: () throws(SignalingError) -> Outcome
+        switch event {
+        case "join_room":
+            handle = { () throws(SignalingError) in try joinRoom(socket, member, payload) }
+        case "message":
+            handle = { () throws(SignalingError) in try message(socket, member, payload) }
+        case "leave_room":
+            handle = { () throws(SignalingError) in try leaveRoom(socket, member, payload) }
+        case "offer", "answer":
+            handle = { () throws(SignalingError) in
+                try relaySignal(socket, member, payload, descriptionKey: event, as: [event])
+            }
+        case "ice_candidate", "ice-candidate":
+            handle = { () throws(SignalingError) in
+                try relaySignal(socket, member, payload, descriptionKey: nil, as: configuration.iceEventName.names)
+            }
+        case "send-offer", "send-answer", "send-icecandidate":
+            handle = { () throws(SignalingError) in try legacyBroadcast(socket, member, event: event, arguments: arguments) }
+        default:
+            socket.logger.trace("ignored event", metadata: ["event": "\(event)"])
+            return
+        }
+        guard member.bucket.take() else {
+            let limit = Int(configuration.eventsPerSecond)
+            return refuse(socket, event, ack, SignalingError(.rateLimited, "more than \(limit) events per second"))
+        }
+        member.enqueue {
+            do throws(SignalingError) {
+                switch try handle() {
+                case .done(let answer):
+                    ack?.send([answer])
+                    return nil
+                case .later(let future):
+                    return future.assumeIsolated().map { answer in
+                        ack?.send([answer])
+                    }.recover { error in
+                        if let error = error as? SignalingError { refuse(socket, event, ack, error) }
+                    }.nonisolated()
+                }
+            } catch {
+                refuse(socket, event, ack, error)
+                return nil
+            }
+        }
+    }
+
+    // MARK: events
+
+    private func joinRoom(_ socket: Socket, _ member: Member, _ payload: PacketValue) throws(SignalingError) -> Outcome {
+        let room = try roomName(payload)
+        let name = try personName(payload)
+        let id = socket.id
+        let eventLoop = socket.eventLoop
+        if member.names[room] != nil {
+            // Already in: no second announcement, just the roster.
+            return .later(presence.members(of: room, on: eventLoop).map { Self.roster(room: room, socket: id, $0) })
+        }
+        guard member.names.count < configuration.maxRoomsPerSocket else {
+            throw SignalingError(.tooManyRooms, "a socket may be in at most \(configuration.maxRoomsPerSocket) rooms")
+        }
+        member.names[room] = name
+        socket.join(room)
+        let namespace = socket.namespace
+        let maxMembers = configuration.maxMembersPerRoom
+        let presence = self.presence
+        let entry = PresenceEntry(room: room, socket: id, personName: name)
+        let bound = NIOLoopBound((socket, member), eventLoop: eventLoop)
+        return .later(
+            presence.join(entry, on: eventLoop).flatMapThrowing { result -> PacketValue in
+                if result.isNew, result.members.count > maxMembers {
+                    let (socket, member) = bound.value
+                    member.names[room] = nil
+                    socket.leave(room)
+                    _ = presence.leave(room: room, socket: id, on: eventLoop)
+                    throw SignalingError(.roomFull, "room \(room) has its maximum of \(maxMembers) members")
+                }
+                namespace.emit("user_joined", [Self.peer(entry)], to: [room])
+                return Self.roster(room: room, socket: id, result.members)
+            }
+        )
+    }
+
+    static func roster(room: Room, socket: SocketID, _ members: [PresenceEntry]) -> PacketValue {
+        let peers = members.filter { $0.socket != socket }.sorted { $0.socket < $1.socket }.map { entry in
+            PacketValue.object([("socketId", .string(entry.socket)), ("personName", .string(entry.personName))])
+        }
+        return .object([("roomName", .string(room)), ("socketId", .string(socket)), ("peers", .array(peers))])
+    }
+
+    private func message(_ socket: Socket, _ member: Member, _ payload: PacketValue) throws(SignalingError) -> Outcome {
+        let room = try roomName(payload)
+        guard let name = member.names[room] else { throw SignalingError(.notInRoom, "not in room \(room)") }
+        let content = payload["content"]
+        switch content {
+        case .string(let text)?:
+            guard text.count <= configuration.maxContentLength else {
+                throw SignalingError(.contentTooLong, "content is longer than \(configuration.maxContentLength) characters")
+            }
+        case .binary(let bytes)?:
+            guard bytes.readableBytes <= configuration.maxContentLength else {
+                throw SignalingError(.contentTooLong, "content is longer than \(configuration.maxContentLength) bytes")
+            }
+        default:
+            throw SignalingError(.invalidPayload, "content must be a string")
+        }
+        let message = PacketValue.object([
+            ("personName", .string(name)),
+            ("content", content ?? .null),
+            ("timestamp", .string(HTTPDate.now())),
+        ])
+        socket.namespace.emit("message", [message], to: [room])
+        return .done(Self.ok)
+    }
+
+    private func leaveRoom(_ socket: Socket, _ member: Member, _ payload: PacketValue) throws(SignalingError) -> Outcome {
+        let room = try roomName(payload)
+        guard member.names.removeValue(forKey: room) != nil else { throw SignalingError(.notInRoom, "not in room \(room)") }
+        let id = socket.id
+        let namespace = socket.namespace
+        socket.leave(room)
+        return .later(
+            presence.leave(room: room, socket: id, on: socket.eventLoop).map { entry in
+                if let entry { namespace.emit("user_left", [Self.peer(entry)], to: [room], except: [id]) }
+                return Self.ok
+            }
+        )
+    }
+
+    /// `offer`, `answer` and ICE: the whole object goes to `toPeer` with the sender's real id as `fromPeer`,
+    /// when the two share a room.
+    private func relaySignal(
+        _ socket: Socket,
+        _ member: Member,
+        _ payload: PacketValue,
+        descriptionKey: String?,
+        as names: [String]
+    ) throws(SignalingError) -> Outcome {
+        guard case .object(var fields) = payload else { throw SignalingError(.invalidPayload, "the payload must be an object") }
+        guard let target = payload["toPeer"]?.stringValue, !target.isEmpty else {
+            throw SignalingError(.invalidPayload, "toPeer must be a socket id")
+        }
+        if let descriptionKey {
+            guard let description = payload[descriptionKey], description.isObject, let sdp = description["sdp"]?.stringValue
+            else { throw SignalingError(.invalidPayload, "\(descriptionKey) must be {type, sdp}") }
+            guard sdp.utf8.count <= configuration.maxSDPLength else {
+                throw SignalingError(.sdpTooLong, "sdp is longer than \(configuration.maxSDPLength) bytes")
+            }
+        } else {
+            guard let candidate = payload["iccCandidate"] ?? payload["candidate"], candidate.isObject || candidate == .null else {
+                throw SignalingError(.invalidPayload, "iccCandidate must be an object")
+            }
+            if let line = candidate["candidate"] {
+                guard let text = line.stringValue else { throw SignalingError(.invalidPayload, "candidate must be a string") }
+                guard text.utf8.count <= configuration.maxCandidateLength else {
+                    throw SignalingError(.candidateTooLong, "candidate is longer than \(configuration.maxCandidateLength) bytes")
+                }
+            }
+        }
+        // Identity is the server's: whatever the client wrote, fromPeer is the sender.
+        if let index = fields.firstIndex(where: { $0.key == "fromPeer" }) {
+            fields[index].value = .string(socket.id)
+        } else {
+            fields.append(("fromPeer", .string(socket.id)))
+        }
+        let relayed = PacketValue.object(fields)
+        let rooms = Array(member.names.keys)
+        guard !rooms.isEmpty else { throw SignalingError(.notInSameRoom, "join a room with \(target) first") }
+        let namespace = socket.namespace
+        let sender = socket.id
+        return .later(
+            presence.isMember(target, ofAnyOf: rooms, on: socket.eventLoop).flatMapThrowing { shared in
+                guard shared else { throw SignalingError(.notInSameRoom, "\(target) is in none of your rooms") }
+                for name in names { namespace.emit(name, [relayed], to: [target], except: [sender]) }
+                return Self.ok
+            }
+        )
+    }
+
+    /// The seed's dead legacy events, kept for compatibility but confined to the sender's rooms.
+    private func legacyBroadcast(_ socket: Socket, _ member: Member, event: String, arguments: [PacketValue]) throws(SignalingError) -> Outcome {
+        let rooms = Array(member.names.keys)
+        guard !rooms.isEmpty else { throw SignalingError(.notInRoom, "join a room first") }
+        socket.broadcast("receive-" + event.dropFirst("send-".count), arguments, to: rooms)
+        return .done(Self.ok)
+    }
+
+    // MARK: validation
+
+    private func roomName(_ payload: PacketValue) throws(SignalingError) -> Room {
+        guard payload.isObject else { throw SignalingError(.invalidPayload, "the payload must be an object") }
+        guard let room = payload["roomName"]?.stringValue, !room.isEmpty else {
+            throw SignalingError(.invalidPayload, "roomName must be a non-empty string")
+        }
+        guard room.count <= configuration.maxRoomNameLength else {
+            throw SignalingError(.roomNameTooLong, "roomName is longer than \(configuration.maxRoomNameLength) characters")
+        }
+        guard !room.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "#" }) else {
+            throw SignalingError(.invalidPayload, "roomName must not contain control characters or '#'")
+        }
+        return room
+    }
+
+    private func personName(_ payload: PacketValue) throws(SignalingError) -> String {
+        guard let name = payload["personName"]?.stringValue else {
+            throw SignalingError(.invalidPayload, "personName must be a string")
+        }
+        guard name.count <= configuration.maxPersonNameLength else {
+            throw SignalingError(.personNameTooLong, "personName is longer than \(configuration.maxPersonNameLength) characters")
+        }
+        return name
+    }
+
+    private func refuse(_ socket: Socket, _ event: String, _ ack: Ack?, _ error: SignalingError) {
+        socket.logger.debug("refused", metadata: ["event": "\(event)", "code": "\(error.code.rawValue)"])
+        let payload = error.payload(event: event)
+        if let ack { ack.send([payload]) } else { socket.emit("error", [payload]) }
     }
 }

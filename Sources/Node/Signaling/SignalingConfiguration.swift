@@ -1,4 +1,4 @@
-/// Settings of the signaling application.
+/// Settings of the signaling application: the ICE event name and every limit.
 public struct SignalingConfiguration: Sendable {
     /// Under which name a relayed ICE candidate is emitted.
     public enum ICEEventName: String, Sendable, CaseIterable {
@@ -20,6 +20,24 @@ public struct SignalingConfiguration: Sendable {
     }
 
     public var iceEventName: ICEEventName = .both
+    /// Longest room name, in characters.
+    public var maxRoomNameLength = 128
+    /// Longest person name, in characters.
+    public var maxPersonNameLength = 64
+    /// Longest chat message content, in characters (or bytes for binary content).
+    public var maxContentLength = 10_000
+    /// Longest SDP of an offer or answer, in characters.
+    public var maxSDPLength = 100_000
+    /// Longest ICE candidate line, in characters.
+    public var maxCandidateLength = 2_048
+    /// Sustained events per second per socket (token bucket refill rate).
+    public var eventsPerSecond = 50.0
+    /// Events a socket may send in a burst (token bucket size).
+    public var eventBurst = 100.0
+    /// Rooms one socket may be in at once.
+    public var maxRoomsPerSocket = 16
+    /// Members a room may have, cluster-wide.
+    public var maxMembersPerRoom = 50
 
     public init() {}
 }
