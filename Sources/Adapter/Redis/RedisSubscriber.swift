@@ -1,0 +1,291 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// The dedicated pub/sub connection: (P|S)SUBSCRIBE, messages to a callback, and subscriptions that survive
+/// reconnects.
+///
+/// Built like ``RedisConnection`` (NIO socket, hiredis codec, all state on one event loop). Redis takes a
+/// subscribed connection out of normal command mode, so pub/sub gets a connection of its own.
+///
+/// The adapter says what it wants with ``subscribe(channels:)`` and friends, which are reference-counted: the first
+/// subscribe of a name sends SUBSCRIBE, the last unsubscribe sends UNSUBSCRIBE. When the connection drops, the
+/// subscriber waits for the old connection to be fully closed, reconnects with backoff, and subscribes again to
+/// everything wanted, so a message is never delivered by two connections. ``isReady`` tells whether Redis has
+/// acknowledged every wanted subscription on the current connection (`/readyz`). The rules live in
+/// ``RedisSubscriptionStateMachine``, a plain value; this class performs its actions.
+public final class RedisSubscriber: Sendable {
+    /// Receives a message: the channel it was published on, the pattern that matched (for PSUBSCRIBE), and the
+    /// payload. Called on ``eventLoop``.
+    public typealias MessageHandler = @Sendable (_ channel: String, _ pattern: String?, _ payload: ByteBuffer) -> Void
+
+    /// The loop that owns this subscriber's state, its connections and its callbacks.
+    public let eventLoop: any EventLoop
+    public let configuration: RedisConfiguration
+    private let logger: Logger
+    private let onMessage: MessageHandler
+    private let onEvent: (@Sendable (RedisConnectionEvent) -> Void)?
+    private let state: NIOLoopBoundBox<LoopState>
+    private let readyFlag = Atomic<Bool>(false)
+    private let connectedFlag = Atomic<Bool>(false)
+    private let reconnects = Atomic<Int>(0)
+
+    private struct LoopState {
+        var machine = RedisSubscriptionStateMachine<any Channel>()
+        var reconnectTimer: Scheduled<Void>?
+        var closePromise: EventLoopPromise<Void>?
+    }
+
+    /// Makes a subscriber; nothing happens until ``start()``.
+    /// - Parameters:
+    ///   - onEvent: called on ``eventLoop`` when the connection comes, goes or fails to come, and when
+    ///     ``isReady`` changes.
+    ///   - onMessage: called on ``eventLoop`` for each message of a wanted subscription.
+    public init(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger = Logger(label: "Adapter.Redis"),
+        onEvent: (@Sendable (RedisConnectionEvent) -> Void)? = nil,
+        onMessage: @escaping MessageHandler
+    ) {
+        self.eventLoop = eventLoopGroup.next()
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "redis.server"] = "\(configuration.host):\(configuration.port)"
+        logger[metadataKey: "redis.role"] = "subscriber"
+        self.logger = logger
+        self.onEvent = onEvent
+        self.onMessage = onMessage
+        self.state = .makeBoxSendingValue(LoopState(), eventLoop: self.eventLoop)
+    }
+
+    /// Starts connecting in the background (and reconnecting whenever the connection is lost).
+    public func start() {
+        self.onLoop { $0.startOnLoop() }
+    }
+
+    /// Closes the connection and stops reconnecting.
+    public func close() -> EventLoopFuture<Void> {
+        self.eventLoop.flatSubmit { self.closeOnLoop() }
+    }
+
+    /// Connected, and every wanted subscription acknowledged by Redis on this connection. Safe from any thread.
+    public var isReady: Bool { self.readyFlag.load(ordering: .relaxed) }
+    /// Whether a connection is established right now. Safe from any thread.
+    public var isConnected: Bool { self.connectedFlag.load(ordering: .relaxed) }
+    /// Connections established after the first one. Safe from any thread.
+    public var reconnectCount: Int { self.reconnects.load(ordering: .relaxed) }
+
+    // MARK: Subscriptions (reference-counted per name)
+
+    /// SUBSCRIBE to channels (each name once more).
+    public func subscribe(channels: [String]) {
+        self.update { $0.subscribe(.channel, channels) }
+    }
+
+    /// UNSUBSCRIBE from channels (each name once less).
+    public func unsubscribe(channels: [String]) {
+        self.update { $0.unsubscribe(.channel, channels) }
+    }
+
+    /// PSUBSCRIBE to glob patterns (`socket.io#/#*`).
+    public func psubscribe(patterns: [String]) {
+        self.update { $0.subscribe(.pattern, patterns) }
+    }
+
+    /// PUNSUBSCRIBE from glob patterns.
+    public func punsubscribe(patterns: [String]) {
+        self.update { $0.unsubscribe(.pattern, patterns) }
+    }
+
+    /// SSUBSCRIBE to shard channels (sharded pub/sub, Redis ≥ 7).
+    public func ssubscribe(shardChannels: [String]) {
+        self.update { $0.subscribe(.shardChannel, shardChannels) }
+    }
+
+    /// SUNSUBSCRIBE from shard channels.
+    public func sunsubscribe(shardChannels: [String]) {
+        self.update { $0.unsubscribe(.shardChannel, shardChannels) }
+    }
+
+    // MARK: On the loop
+
+    private typealias Machine = RedisSubscriptionStateMachine<any Channel>
+
+    private func onLoop(_ body: @escaping @Sendable (RedisSubscriber) -> Void) {
+        if self.eventLoop.inEventLoop {
+            body(self)
+        } else {
+            self.eventLoop.execute { body(self) }
+        }
+    }
+
+    private func update(_ change: @escaping @Sendable (inout Machine) -> Machine.SubscriptionAction) {
+        self.onLoop { subscriber in
+            switch change(&subscriber.state.value.machine) {
+            case .send(let channel, let commands):
+                subscriber.write(commands, on: channel)
+            case .doNothing:
+                break
+            }
+            subscriber.updateReadiness()
+        }
+    }
+
+    private func write(_ commands: [RedisSubscriptionCommand], on channel: any Channel) {
+        guard !commands.isEmpty else { return }
+        for command in commands {
+            self.logger.debug(
+                "\(command.command)",
+                metadata: ["redis.channel": "\(command.names.joined(separator: " "))"]
+            )
+            channel.write(RedisCommandHandler.Request(command: command.command, replyPromise: nil), promise: nil)
+        }
+        channel.flush()
+    }
+
+    private func updateReadiness() {
+        let isReady = self.state.value.machine.isReady
+        if self.readyFlag.exchange(isReady, ordering: .relaxed) != isReady {
+            self.logger.debug("Redis subscriptions \(isReady ? "ready" : "not ready")")
+            self.onEvent?(.readinessChanged(isReady: isReady))
+        }
+    }
+
+    private func pushReceived(_ push: RedisPush) {
+        switch self.state.value.machine.pushReceived(push) {
+        case .deliver(let channel, let pattern, let payload):
+            self.onMessage(channel, pattern, payload)
+            return
+        case .resubscribe(let command):
+            self.logger.info(
+                "Redis dropped a subscription, subscribing again", metadata: ["redis.channel": "\(command.names)"])
+            if let channel = self.state.value.machine.connection {
+                self.write([command], on: channel)
+            }
+        case .doNothing:
+            break
+        }
+        self.updateReadiness()
+    }
+
+    private func startOnLoop() {
+        switch self.state.value.machine.start() {
+        case .connect:
+            self.connectOnLoop()
+        case .doNothing:
+            break
+        }
+    }
+
+    private func connectOnLoop() {
+        self.logger.debug("connecting to Redis")
+        let logger = self.logger
+        self.configuration.connect(
+            on: self.eventLoop,
+            onPush: { push in self.pushReceived(push) },
+            onUnmatchedErrorReply: { message in
+                // A refused (P|S)SUBSCRIBE: it stays unacknowledged, so isReady stays false and /readyz shows it.
+                logger.error("Redis refused a subscription command", metadata: ["error": "\(message)"])
+            }
+        ).whenComplete { result in
+            switch result {
+            case .success(let channel):
+                self.connectSucceeded(channel)
+            case .failure(let error):
+                self.connectFailed(error)
+            }
+        }
+    }
+
+    private func connectSucceeded(_ channel: any Channel) {
+        switch self.state.value.machine.connectSucceeded(channel) {
+        case .subscribe(let channel, let commands, let isReconnect):
+            self.connectedFlag.store(true, ordering: .relaxed)
+            if isReconnect {
+                self.reconnects.add(1, ordering: .relaxed)
+            }
+            self.logger.info(
+                "connected to Redis",
+                metadata: ["redis.reconnect": "\(isReconnect)", "redis.subscriptions": "\(commands.count)"]
+            )
+            self.write(commands, on: channel)
+            self.onEvent?(.connected(reconnect: isReconnect))
+            self.updateReadiness()
+        case .closeConnection(let channel):
+            channel.close(promise: nil)
+        }
+        // Registered after the machine knows the channel: an already closed channel calls back at once.
+        channel.closeFuture.whenComplete { _ in self.connectionClosed() }
+    }
+
+    private func connectFailed(_ error: any Error) {
+        switch self.state.value.machine.connectFailed() {
+        case .scheduleReconnect(let failures):
+            let delay = self.configuration.backoff.delay(forAttempt: failures)
+            self.logger.warning(
+                "cannot connect to Redis, retrying",
+                metadata: ["error": "\(error)", "redis.failures": "\(failures)", "redis.retry_in": "\(delay)"]
+            )
+            self.scheduleReconnect(after: delay)
+            self.onEvent?(.connectFailed(failures: failures, retryIn: delay))
+        case .finishShutdown:
+            self.finishShutdown()
+        }
+    }
+
+    private func connectionClosed() {
+        self.connectedFlag.store(false, ordering: .relaxed)
+        switch self.state.value.machine.connectionClosed() {
+        case .scheduleReconnect(let failures):
+            let delay = self.configuration.backoff.delay(forAttempt: failures)
+            self.logger.warning("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
+            self.scheduleReconnect(after: delay)
+            self.onEvent?(.disconnected)
+            self.updateReadiness()
+        case .finishShutdown:
+            self.finishShutdown()
+        }
+    }
+
+    private func scheduleReconnect(after delay: TimeAmount) {
+        self.state.value.reconnectTimer = self.eventLoop.scheduleTask(in: delay) {
+            self.state.value.reconnectTimer = nil
+            switch self.state.value.machine.reconnectTimerFired() {
+            case .connect:
+                self.connectOnLoop()
+            case .doNothing:
+                break
+            }
+        }
+    }
+
+    private func closeOnLoop() -> EventLoopFuture<Void> {
+        if let promise = self.state.value.closePromise {
+            return promise.futureResult
+        }
+        let promise = self.eventLoop.makePromise(of: Void.self)
+        self.state.value.closePromise = promise
+        switch self.state.value.machine.shutdown() {
+        case .closeConnection(let channel):
+            channel.close(promise: nil)
+        case .cancelReconnectTimerAndFinish:
+            self.state.value.reconnectTimer?.cancel()
+            self.state.value.reconnectTimer = nil
+            self.finishShutdown()
+        case .finishShutdown:
+            self.finishShutdown()
+        case .waitForShutdown:
+            break
+        }
+        return promise.futureResult
+    }
+
+    private func finishShutdown() {
+        self.connectedFlag.store(false, ordering: .relaxed)
+        self.updateReadiness()
+        self.logger.debug("Redis subscriber closed")
+        self.state.value.closePromise?.succeed()
+        self.onEvent?(.closed)
+    }
+}
