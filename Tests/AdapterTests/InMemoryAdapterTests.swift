@@ -3,26 +3,6 @@ import Testing
 
 @testable import Adapter
 
-/// Records what the adapter hands to the namespace.
-final class RecordingDelivery: LocalDelivery {
-    struct Delivery: Sendable, Hashable {
-        var packet: BroadcastPacket
-        var sockets: [SocketID]
-    }
-
-    private let recorded = Mutex<[Delivery]>([])
-
-    var deliveries: [Delivery] { recorded.withLock { $0 } }
-
-    func deliver(_ packet: BroadcastPacket, to sockets: [SocketID]) {
-        recorded.withLock { $0.append(Delivery(packet: packet, sockets: sockets)) }
-    }
-
-    func disconnect(_ sockets: [SocketID], close: Bool) {
-        Issue.record("the in-memory adapter never disconnects sockets by itself")
-    }
-}
-
 @Suite("InMemoryAdapter")
 struct InMemoryAdapterTests {
     let delivery = RecordingDelivery()
@@ -117,5 +97,27 @@ struct InMemoryAdapterTests {
         try await adapter.start()
         await adapter.shutdown()
         #expect(adapter.isReady)
+    }
+}
+
+extension InMemoryAdapterTests {
+    /// Records what the adapter hands to the namespace.
+    final class RecordingDelivery: LocalDelivery {
+        struct Delivery: Sendable, Hashable {
+            var packet: BroadcastPacket
+            var sockets: [SocketID]
+        }
+
+        private let recorded = Mutex<[Delivery]>([])
+
+        var deliveries: [Delivery] { recorded.withLock { $0 } }
+
+        func deliver(_ packet: BroadcastPacket, to sockets: [SocketID]) {
+            recorded.withLock { $0.append(Delivery(packet: packet, sockets: sockets)) }
+        }
+
+        func disconnect(_ sockets: [SocketID], close: Bool) {
+            Issue.record("the in-memory adapter never disconnects sockets by itself")
+        }
     }
 }

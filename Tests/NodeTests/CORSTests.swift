@@ -6,7 +6,12 @@ import Testing
 @Suite("CORS")
 struct CORSTests {
     static func request(_ method: HTTPMethod = .GET, _ headers: [(String, String)] = []) -> HTTPRequestHead {
-        HTTPRequestHead(version: .http1_1, method: method, uri: "/socket.io/?EIO=4&transport=polling", headers: HTTPHeaders(headers))
+        HTTPRequestHead(
+            version: .http1_1,
+            method: method,
+            uri: "/socket.io/?EIO=4&transport=polling",
+            headers: HTTPHeaders(headers)
+        )
     }
 
     static func lines(_ headers: HTTPHeaders) -> [String] {

@@ -85,7 +85,12 @@ final class SessionHarness {
     private(set) var onCloseCount = 0
 
     init(transport: EngineSession.Transport = .polling, configuration: EngineConfiguration = EngineConfiguration()) {
-        session = EngineSession(sid: "wZX3oN0bSVIhsaknAAAI", transport: transport, eventLoop: loop, configuration: configuration)
+        session = EngineSession(
+            sid: "wZX3oN0bSVIhsaknAAAI",
+            transport: transport,
+            eventLoop: loop,
+            configuration: configuration
+        )
         session.delegate = delegate
         session.onClose = { [unowned self] _ in self.onCloseCount += 1 }
         session.start()
@@ -477,7 +482,8 @@ struct EngineSessionUpgradeTests {
     }
 
     static let probeBreakers: [EngineFrame] = [
-        textFrame("4hello"), textFrame("5"), textFrame("2"), textFrame("3probe"), textFrame("2probe "), binaryFrame([1]),
+        textFrame("4hello"), textFrame("5"), textFrame("2"), textFrame("3probe"), textFrame("2probe "),
+        binaryFrame([1]),
     ]
 
     @Test("a packet other than 2probe/5 aborts the upgrade", arguments: probeBreakers)
@@ -572,7 +578,8 @@ struct EngineSessionWebSocketTests {
             ws.events == [
                 .write([
                     textFrame(
-                        "0{\"sid\":\"wZX3oN0bSVIhsaknAAAI\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000}"
+                        #"0{"sid":"wZX3oN0bSVIhsaknAAAI","upgrades":[],"#
+                            + #""pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#
                     )
                 ])
             ]
@@ -584,7 +591,10 @@ struct EngineSessionWebSocketTests {
         let ws = FakeWebSocket()
         let h = SessionHarness(transport: .websocket(ws))
         h.session.send([textFrame("451-[\"b\",{\"_placeholder\":true,\"num\":0}]"), binaryFrame([1, 2, 3, 4])])
-        #expect(ws.events.last == .write([textFrame("451-[\"b\",{\"_placeholder\":true,\"num\":0}]"), binaryFrame([1, 2, 3, 4])]))
+        #expect(
+            ws.events.last
+                == .write([textFrame("451-[\"b\",{\"_placeholder\":true,\"num\":0}]"), binaryFrame([1, 2, 3, 4])])
+        )
     }
 
     @Test func webSocketClosedClosesTheSessionAndTellsTheDelegateOnce() {

@@ -213,11 +213,12 @@ struct EngineConfigurationTests {
         let configuration = EngineConfiguration()
         #expect(
             configuration.handshakeJSON("abc", true)
-                == "{\"sid\":\"abc\",\"upgrades\":[\"websocket\"],\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000}"
+                == #"{"sid":"abc","upgrades":["websocket"],"#
+                + #""pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#
         )
         #expect(
             configuration.handshakeJSON("abc", false)
-                == "{\"sid\":\"abc\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000}"
+                == #"{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#
         )
     }
 

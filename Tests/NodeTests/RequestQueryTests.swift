@@ -14,7 +14,12 @@ struct RequestQueryTests {
     }
 
     static let vectors: [Vector] = [
-        Vector(target: "/socket.io/?EIO=4&transport=polling&t=N8hyd6w", path: "/socket.io/", eio: "4", transport: "polling"),
+        Vector(
+            target: "/socket.io/?EIO=4&transport=polling&t=N8hyd6w",
+            path: "/socket.io/",
+            eio: "4",
+            transport: "polling"
+        ),
         Vector(
             target: "/socket.io/?EIO=4&transport=websocket&sid=wZX3oN0bSVIhsaknAAAI",
             path: "/socket.io/",
@@ -22,7 +27,13 @@ struct RequestQueryTests {
             transport: "websocket",
             sid: "wZX3oN0bSVIhsaknAAAI"
         ),
-        Vector(target: "/socket.io/?sid=abc&transport=polling&EIO=3", path: "/socket.io/", eio: "3", transport: "polling", sid: "abc"),
+        Vector(
+            target: "/socket.io/?sid=abc&transport=polling&EIO=3",
+            path: "/socket.io/",
+            eio: "3",
+            transport: "polling",
+            sid: "abc"
+        ),
         Vector(target: "/socket.io/", path: "/socket.io/"),
         Vector(target: "/socket.io/?", path: "/socket.io/"),
         Vector(target: "/", path: "/"),
