@@ -76,8 +76,7 @@ extension PacketValue {
             if abs(n) <= 9_007_199_254_740_992 {
                 buffer.writeString(String(Int64(n)))
             } else {
-                // Large integral doubles: JavaScript prints all digits.
-                buffer.writeString(jsLargeIntegerDescription(n))
+                buffer.writeString(jsNumberDescription(n))
             }
         } else {
             buffer.writeString(jsNumberDescription(n))
@@ -117,42 +116,45 @@ extension PacketValue {
     }
 }
 
-/// JavaScript's Number.prototype.toString for non-integral finite values: Swift's shortest round-trip digits,
-/// with the exponent written the JavaScript way (`1e-7`, `1.5e+300`).
+/// JavaScript's `Number.prototype.toString` (what `JSON.stringify` writes) for a finite double: Swift's shortest
+/// round-trip digits, laid out by ECMAScript's rules (plain decimals from 1e-6 up to 1e21, else `1.5e-7`,
+/// `1e+21`).
 func jsNumberDescription(_ n: Double) -> String {
-    var text = n.description
+    if n == 0 { return "0" }
+    let text = n.magnitude.description  // "1e-05", "0.0001", "123.456", "1.2345678901234568e+20"
+    var mantissa = Substring(text)
+    var exponent = 0
     if let e = text.firstIndex(of: "e") {
-        let mantissa = text[..<e]
-        var exponent = text[text.index(after: e)...]
-        var sign = "+"
-        if exponent.first == "-" { sign = "-"; exponent = exponent.dropFirst() } else if exponent.first == "+" {
-            exponent = exponent.dropFirst()
-        }
-        let trimmedMantissa = mantissa.hasSuffix(".0") ? mantissa.dropLast(2) : mantissa
-        text = "\(trimmedMantissa)e\(sign)\(exponent)"
-    }
-    return text
-}
-
-/// Integral doubles from 2^53 up to 1e21, written out in full as JavaScript does (`123456789012345680000`): the
-/// shortest round-trip digits, padded with zeros to the exponent.
-func jsLargeIntegerDescription(_ n: Double) -> String {
-    let text = n.magnitude.description  // e.g. "1.2345678901234568e+20" or "9007199254740994.0"
-    var digits: String
-    var exponent: Int
-    if let e = text.firstIndex(of: "e") {
-        digits = String(text[..<e].filter { $0 != "." })
+        mantissa = text[..<e]
         exponent = Int(text[text.index(after: e)...].filter { $0 != "+" }) ?? 0
+    }
+    let parts = mantissa.split(separator: ".", omittingEmptySubsequences: false)
+    let integerPart = parts[0]
+    let fraction = parts.count > 1 ? parts[1] : ""
+    var digits = Array(integerPart.utf8) + Array(fraction.utf8)
+    // The value is 0.<digits> × 10^point once leading zeros are gone.
+    var point = integerPart.utf8.count + exponent
+    while digits.first == UInt8(ascii: "0") {
+        digits.removeFirst()
+        point -= 1
+    }
+    while digits.last == UInt8(ascii: "0") { digits.removeLast() }
+    let k = digits.count
+    let zero = UInt8(ascii: "0")
+    var out: [UInt8] = n < 0 ? [UInt8(ascii: "-")] : []
+    if k <= point && point <= 21 {
+        out += digits + [UInt8](repeating: zero, count: point - k)
+    } else if 0 < point && point <= 21 {
+        out += digits[..<point] + [UInt8(ascii: ".")] + digits[point...]
+    } else if -6 < point && point <= 0 {
+        out += [zero, UInt8(ascii: ".")] + [UInt8](repeating: zero, count: -point) + digits
     } else {
-        let integerPart = text.split(separator: ".").first.map(String.init) ?? text
-        return (n < 0 ? "-" : "") + integerPart
+        out.append(digits[0])
+        if k > 1 { out += [UInt8(ascii: ".")] + digits[1...] }
+        let e = point - 1
+        out += Array("e\(e < 0 ? "-" : "+")\(abs(e))".utf8)
     }
-    // digits = d.ddd… with the point after the first digit: value = digits × 10^(exponent − (count − 1)).
-    let zeros = exponent - (digits.count - 1)
-    if zeros >= 0 {
-        digits += String(repeating: "0", count: zeros)
-    }
-    return (n < 0 ? "-" : "") + digits
+    return String(decoding: out, as: UTF8.self)
 }
 
 /// A small recursive-descent JSON reader over raw bytes.

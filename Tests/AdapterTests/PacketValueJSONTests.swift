@@ -222,9 +222,6 @@ struct PacketValueJSONTests {
 
     @Test(
         "writes small fractions as JSON.stringify does",
-        .disabled(
-            "bug: jsNumberDescription keeps Swift's exponent form: 1e-05, 1e-07 instead of 0.00001, 1e-7"
-        ),
         arguments: smallFractionVectors
     )
     func writesSmallFractionsAsJSONStringify(_ vector: (value: Double, json: String)) {

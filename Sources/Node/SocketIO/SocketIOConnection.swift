@@ -94,6 +94,8 @@ final class SocketIOConnection: EngineSessionDelegate {
             case .number(let n): name = PacketValue.number(n).jsonString
             default: return
             }
+            // Reserved names are a protocol error, as for the reference parser.
+            guard !Self.reservedEvents.contains(name) else { return protocolError("reserved event name \(name)") }
             socket.received(event: name, arguments: arguments, ackID: packet.id)
         case .ack, .binaryAck:
             guard let socket = sockets[packet.nsp], let id = packet.id, case .array(let arguments)? = packet.data
@@ -131,6 +133,10 @@ final class SocketIOConnection: EngineSessionDelegate {
         )
         namespace.handler.socketConnected(socket)
     }
+
+    static let reservedEvents: Set<String> = [
+        "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
+    ]
 
     func socketDidDisconnect(_ socket: Socket) {
         if sockets[socket.namespace.name] === socket { sockets[socket.namespace.name] = nil }

@@ -178,7 +178,7 @@ public struct SocketIOPacket: Sendable, Hashable {
         switch value {
         case .object(let members):
             if members.count == 2, value["_placeholder"] == .bool(true), let num = value["num"]?.numberValue {
-                guard num >= 0, num == num.rounded(), Int(num) < attachments.count else {
+                guard num >= 0, num == num.rounded(), num < Double(attachments.count) else {
                     throw .invalidPayload("illegal attachment index")
                 }
                 return .binary(attachments[Int(num)])
