@@ -39,9 +39,13 @@ struct RedisIntegrationTests {
         }
     }
 
-    func makeSubscriber(_ server: RedisTestServer, _ inbox: Inbox) -> RedisSubscriber {
+    func makeSubscriber(
+        _ server: RedisTestServer,
+        _ inbox: Inbox,
+        configuration: RedisConfiguration? = nil
+    ) -> RedisSubscriber {
         let subscriber = RedisSubscriber(
-            configuration: server.configuration(),
+            configuration: configuration ?? server.configuration(),
             eventLoopGroup: self.group,
             onEvent: { inbox.record($0) },
             onMessage: { inbox.record(channel: $0, pattern: $1, payload: $2) }
@@ -275,6 +279,34 @@ struct RedisIntegrationTests {
             }
             #expect(readiness == [false, true], "events: \(events)")
 
+            try await value(of: subscriber.close())
+            try await value(of: publisher.close())
+        }
+    }
+
+    @Test func aFrozenServerIsDetectedAndTheSubscriberRecoversWhenItThaws() async throws {
+        try await RedisTestServer.withServer { server in
+            let inbox = Inbox()
+            let fastCheck = server.configuration(healthCheckInterval: .milliseconds(100))
+            let subscriber = self.makeSubscriber(server, inbox, configuration: fastCheck)
+            subscriber.subscribe(channels: ["news", "fence"])
+            try await eventually("subscribed") { subscriber.isReady }
+            let eventsBeforeFreeze = inbox.receivedEvents.count
+
+            server.pause()
+            // TCP stays up: only the health check can tell.
+            try await eventually("not ready while redis-server is frozen") { !subscriber.isReady }
+            #expect(inbox.receivedEvents.dropFirst(eventsBeforeFreeze).first == .disconnected)
+            server.resume()
+            try await eventually("ready after the thaw") { subscriber.isReady }
+
+            let publisher = try await self.makePublisher(server)
+            // The connections given up on while frozen are gone once Redis has caught up.
+            try await eventually("one subscriber connection") { await numsub(publisher, channel: "news") == 1 }
+            #expect(try await value(of: publisher.publish("news", message: ByteBuffer(string: "thawed"))) == 1)
+            _ = try await value(of: publisher.publish("fence", message: ByteBuffer(string: "fence")))
+            try await eventually("fence") { inbox.count(of: "fence") == 1 }
+            #expect(inbox.count(of: "thawed") == 1)
             try await value(of: subscriber.close())
             try await value(of: publisher.close())
         }

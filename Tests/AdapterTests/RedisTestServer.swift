@@ -38,14 +38,19 @@ final class RedisTestServer {
     var url: String { "redis://127.0.0.1:\(self.port)" }
 
     /// A configuration for this server with a fast reconnect, for tests.
-    func configuration(password: String? = nil, database: Int? = nil) -> RedisConfiguration {
+    func configuration(
+        password: String? = nil,
+        database: Int? = nil,
+        healthCheckInterval: TimeAmount? = .seconds(5)
+    ) -> RedisConfiguration {
         RedisConfiguration(
             host: "127.0.0.1",
             port: self.port,
             password: password,
             database: database,
             connectTimeout: .seconds(2),
-            backoff: RedisBackoff(base: .milliseconds(20), maximum: .milliseconds(200), jitter: 0.5)
+            backoff: RedisBackoff(base: .milliseconds(20), maximum: .milliseconds(200), jitter: 0.5),
+            healthCheckInterval: healthCheckInterval
         )
     }
 
@@ -87,8 +92,20 @@ final class RedisTestServer {
         self.process = nil
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
+            kill(process.processIdentifier, SIGCONT)  // in case it was paused
         }
         try await eventually(timeout: .seconds(10), "redis-server on port \(self.port) exits") { !process.isRunning }
+    }
+
+    /// Freezes the server (SIGSTOP): its sockets stay open and the kernel still accepts connections, but nothing
+    /// answers.
+    func pause() {
+        if let process = self.process { kill(process.processIdentifier, SIGSTOP) }
+    }
+
+    /// Thaws a ``pause()``d server (SIGCONT).
+    func resume() {
+        if let process = self.process { kill(process.processIdentifier, SIGCONT) }
     }
 
     func restart(password: String? = nil) async throws {

@@ -4,9 +4,9 @@ import NIOPosix
 extension RedisConfiguration {
     /// Opens one connection on `eventLoop` and runs the handshake (AUTH, SELECT).
     ///
-    /// The future succeeds once the handshake is answered. If the handshake fails, the channel is closed first, so a
-    /// failed attempt never leaves a socket behind. `onPush` makes it a subscriber connection (see
-    /// ``RedisCommandHandler``). Both callbacks run on `eventLoop`.
+    /// The future succeeds once the handshake is answered; the handshake gets ``connectTimeout`` too. If it fails,
+    /// the channel is closed first, so a failed attempt never leaves a socket behind. `onPush` makes it a subscriber
+    /// connection (see ``RedisCommandHandler``). Both callbacks run on `eventLoop`.
     func connect(
         on eventLoop: any EventLoop,
         onPush: (@Sendable (RedisPush) -> Void)? = nil,
@@ -14,20 +14,26 @@ extension RedisConfiguration {
     ) -> EventLoopFuture<any Channel> {
         let maximumPending = self.maximumPendingCommands
         let handshake = self.handshake
+        let healthCheckInterval = self.healthCheckInterval
+        let connectTimeout = self.connectTimeout
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(self.connectTimeout)
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(RESPDecoder(allocator: channel.allocator)),
-                        MessageToByteHandler(RESPCommandEncoder()),
+                    let handlers = channel.pipeline.syncOperations
+                    try handlers.addHandler(ByteToMessageHandler(RESPDecoder(allocator: channel.allocator)))
+                    try handlers.addHandler(MessageToByteHandler(RESPCommandEncoder()))
+                    if let healthCheckInterval {
+                        try handlers.addHandler(RedisHealthCheckHandler(interval: healthCheckInterval))
+                    }
+                    try handlers.addHandler(
                         RedisCommandHandler(
                             maximumPending: maximumPending,
                             onPush: onPush,
                             onUnmatchedErrorReply: onUnmatchedErrorReply
-                        ),
-                    ])
+                        )
+                    )
                 }
             }
             .connect(host: self.host, port: self.port)
@@ -39,7 +45,10 @@ extension RedisConfiguration {
                     return reply.futureResult
                 }
                 channel.flush()
+                // A server that accepts but never answers (frozen) must not hold the attempt forever.
+                let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) { channel.close(promise: nil) }
                 return EventLoopFuture.andAllSucceed(replies, on: channel.eventLoop)
+                    .always { _ in timeout.cancel() }
                     .map { channel }
                     .flatMapError { error in
                         channel.close(promise: nil)

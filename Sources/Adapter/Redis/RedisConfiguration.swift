@@ -15,6 +15,9 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var connectTimeout: TimeAmount
     /// The delays between reconnect attempts.
     public var backoff: RedisBackoff
+    /// After this long without any reply a connection sends a PING, and after twice this long it counts as dead and
+    /// is replaced. `nil` turns the check off (then a frozen server goes unnoticed until TCP gives up).
+    public var healthCheckInterval: TimeAmount?
     /// Commands that may wait for replies on one connection; more fail at once with
     /// ``RedisError/tooManyPendingCommands(limit:)`` rather than queueing without bound.
     public var maximumPendingCommands: Int
@@ -27,6 +30,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         database: Int? = nil,
         connectTimeout: TimeAmount = .seconds(5),
         backoff: RedisBackoff = RedisBackoff(),
+        healthCheckInterval: TimeAmount? = .seconds(5),
         maximumPendingCommands: Int = 65_536
     ) {
         precondition(maximumPendingCommands > 0, "maximumPendingCommands must be positive")
@@ -37,6 +41,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.database = database
         self.connectTimeout = connectTimeout
         self.backoff = backoff
+        self.healthCheckInterval = healthCheckInterval
         self.maximumPendingCommands = maximumPendingCommands
     }
 

@@ -209,7 +209,7 @@ public final class RedisConnection: Sendable {
             if isReconnect {
                 self.reconnects.add(1, ordering: .relaxed)
             }
-            self.logger.info("connected to Redis", metadata: ["redis.reconnect": "\(isReconnect)"])
+            self.logger.debug("connected to Redis", metadata: ["redis.reconnect": "\(isReconnect)"])
             if let promise = self.state.value.firstConnectPromise {
                 self.state.value.firstConnectPromise = nil
                 promise.succeed()
@@ -233,7 +233,7 @@ public final class RedisConnection: Sendable {
                 return
             }
             let delay = self.configuration.backoff.delay(forAttempt: failures)
-            self.logger.warning(
+            self.logger.debug(
                 "cannot connect to Redis, retrying",
                 metadata: ["error": "\(error)", "redis.failures": "\(failures)", "redis.retry_in": "\(delay)"]
             )
@@ -249,7 +249,7 @@ public final class RedisConnection: Sendable {
         switch self.state.value.machine.connectionClosed() {
         case .scheduleReconnect(let failures):
             let delay = self.configuration.backoff.delay(forAttempt: failures)
-            self.logger.warning("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
+            self.logger.debug("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
             self.scheduleReconnect(after: delay)
             self.onEvent?(.disconnected)
         case .finishShutdown:

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Why a Redis command, connection or configuration failed.
 public enum RedisError: Error, Sendable, Hashable {
     /// The client has no connection right now (it is connecting or waiting to reconnect). The command was not
@@ -12,6 +14,9 @@ public enum RedisError: Error, Sendable, Hashable {
     case errorReply(String)
     /// The server's bytes were not valid RESP, or a reply came that no command was waiting for.
     case protocolError(String)
+    /// The server answered nothing, not even a PING, for this long: the connection was closed and the client
+    /// reconnects (see ``RedisConfiguration/healthCheckInterval``).
+    case serverUnresponsive(after: TimeAmount)
     /// A reply had a shape the command does not produce (for example a string where PUBLISH returns an integer).
     case unexpectedReply(RESPValue)
     /// ``RedisConfiguration/maximumPendingCommands`` commands are already waiting for replies.
@@ -33,6 +38,8 @@ extension RedisError: CustomStringConvertible {
             return "Redis error reply: \(message)"
         case .protocolError(let message):
             return "Redis protocol error: \(message)"
+        case .serverUnresponsive(let duration):
+            return "Redis server did not answer for \(duration)"
         case .unexpectedReply(let value):
             return "unexpected Redis reply: \(value)"
         case .tooManyPendingCommands(let limit):

@@ -205,7 +205,7 @@ public final class RedisSubscriber: Sendable {
             if isReconnect {
                 self.reconnects.add(1, ordering: .relaxed)
             }
-            self.logger.info(
+            self.logger.debug(
                 "connected to Redis",
                 metadata: ["redis.reconnect": "\(isReconnect)", "redis.subscriptions": "\(commands.count)"]
             )
@@ -223,7 +223,7 @@ public final class RedisSubscriber: Sendable {
         switch self.state.value.machine.connectFailed() {
         case .scheduleReconnect(let failures):
             let delay = self.configuration.backoff.delay(forAttempt: failures)
-            self.logger.warning(
+            self.logger.debug(
                 "cannot connect to Redis, retrying",
                 metadata: ["error": "\(error)", "redis.failures": "\(failures)", "redis.retry_in": "\(delay)"]
             )
@@ -239,7 +239,7 @@ public final class RedisSubscriber: Sendable {
         switch self.state.value.machine.connectionClosed() {
         case .scheduleReconnect(let failures):
             let delay = self.configuration.backoff.delay(forAttempt: failures)
-            self.logger.warning("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
+            self.logger.debug("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
             self.scheduleReconnect(after: delay)
             self.onEvent?(.disconnected)
             self.updateReadiness()
