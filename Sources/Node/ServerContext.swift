@@ -6,13 +6,11 @@ import NIOCore
 final class ServerContext: Sendable {
     let engine: EngineServer
     let cors: CORS
-    let demoPage: String
     let isReady: @Sendable () -> Bool
 
-    init(engine: EngineServer, demoPage: String, isReady: @escaping @Sendable () -> Bool) {
+    init(engine: EngineServer, isReady: @escaping @Sendable () -> Bool) {
         self.engine = engine
         self.cors = CORS(allowedOrigins: engine.configuration.allowedOrigins)
-        self.demoPage = demoPage
         self.isReady = isReady
     }
 }

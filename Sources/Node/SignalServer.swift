@@ -62,7 +62,7 @@ public final class SignalServer: Sendable {
             session.delegate = connection
         }
         let adapter = namespace.adapter
-        self.context = ServerContext(engine: engine, demoPage: DemoPage.html, isReady: { adapter.isReady })
+        self.context = ServerContext(engine: engine, isReady: { adapter.isReady })
     }
 
     /// Binds the listener. The returned channel's close future completes when the server stops.

@@ -127,10 +127,14 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/readyz":
             let ready = server.isReady()
             respond(context: context, head: head, status: ready ? .ok : .serviceUnavailable, text: ready ? "ready\n" : "not ready\n")
-        case "/":
-            respond(context: context, head: head, status: .ok, text: server.demoPage, contentType: "text/html; charset=utf-8")
         default:
-            respond(context: context, head: head, status: .notFound, text: "not found\n")
+            if let file = DemoPage.files[String(query.path)] {
+                var headers = HTTPHeaders()
+                headers.add(name: "Cache-Control", value: "no-cache")
+                respond(context: context, head: head, status: .ok, headers: headers, contentType: file.contentType, body: ByteBuffer(bytes: file.body))
+            } else {
+                respond(context: context, head: head, status: .notFound, text: "not found\n")
+            }
         }
     }
 
