@@ -1,32 +1,170 @@
 #!/usr/bin/env bash
-# Starts a local signal-node on http://127.0.0.1:4000 (demo page on /), built in release mode.
-# Stops everything it started on Ctrl-C or SIGTERM.
+# The local cluster in one command: Redis, three signal-node nodes and HAProxy (sticky sessions) on loopback,
+# with the same HAProxy config as deploy/docker-compose.yml (deploy/haproxy/haproxy.cfg, addresses from env).
+#
+#   ./deploy/run-local.sh            build (release) and run; demo page through HAProxy on http://127.0.0.1:4000/
+#
+# On a fresh Debian machine with Swift it installs what is missing (redis-server, haproxy, libhiredis-dev,
+# pkg-config; with sudo when not root). Ctrl-C or SIGTERM stops everything it started, by PID.
+#
+# Environment:
+#   SIGNAL_NODE_BIN   a prebuilt signal-node binary: skip the build
+#   LB_PORT           HAProxy port (default 4000); the nodes get LB_PORT+1..+3
+#   REDIS_PORT        the private redis-server's port (default 6380; the system's 6379 is left alone)
+#   RUN_DIR           where logs go (default: a new temporary directory)
+#   SIGNAL_*          any node setting (see `signal-node --help`), e.g. SIGNAL_LOG_LEVEL=debug;
+#                     SIGNAL_HOST, SIGNAL_PORT, SIGNAL_REDIS_URL and SIGNAL_NODE_ID are set per node here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+lb_port="${LB_PORT:-4000}"
+redis_port="${REDIS_PORT:-6380}"
+node_ports=("$((lb_port + 1))" "$((lb_port + 2))" "$((lb_port + 3))")
+
+# --- packages -------------------------------------------------------------------------------------------
 SUDO=""
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then SUDO=sudo; fi
+fi
 missing=()
-for package in libhiredis-dev pkg-config; do dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package"); done
+packages=(redis-server haproxy)
+[ -n "${SIGNAL_NODE_BIN:-}" ] || packages+=(libhiredis-dev pkg-config)
+for package in "${packages[@]}"; do dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package"); done
 if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Debian installs them in /usr/sbin and /usr/bin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# --- binary ---------------------------------------------------------------------------------------------
+if [ -n "${SIGNAL_NODE_BIN:-}" ]; then
+    bin="$SIGNAL_NODE_BIN"
+    [ -x "$bin" ] || { echo "SIGNAL_NODE_BIN=$bin is not an executable" >&2; exit 1; }
+else
+    echo "== swift build -c release --product signal-node"
+    swift build -c release --product signal-node
+    bin="$(swift build -c release --show-bin-path)/signal-node"
 fi
 
-swift build -c release --product signal-node
-bin="$(swift build -c release --show-bin-path)/signal-node"
-port="${SIGNAL_PORT:-4000}"
+# --- ports ----------------------------------------------------------------------------------------------
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$lb_port" "${node_ports[@]}" "$redis_port"; do
+    if port_busy "$port"; then
+        echo "port $port on 127.0.0.1 is in use: stop what uses it, or set LB_PORT / REDIS_PORT" >&2
+        exit 1
+    fi
+done
 
+run_dir="${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/signal-local.XXXXXX")}"
+mkdir -p "$run_dir"
+
+# --- processes: started in the background, stopped by PID ------------------------------------------------
 pids=()
+names=()
 cleanup() {
     trap - INT TERM EXIT
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    echo
+    echo "== stopping"
+    local i
+    for i in "${!pids[@]}"; do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for i in "${!pids[@]}"; do kill -0 "${pids[$i]}" 2>/dev/null && alive=1; done
+        [ $alive -eq 0 ] && break
+        sleep 0.1
+    done
+    for i in "${!pids[@]}"; do
+        if kill -0 "${pids[$i]}" 2>/dev/null; then
+            echo "${names[$i]} (pid ${pids[$i]}) did not stop on SIGTERM: SIGKILL"
+            kill -KILL "${pids[$i]}" 2>/dev/null || true
+        fi
+    done
     wait 2>/dev/null || true
+    echo "stopped; logs in $run_dir"
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-"$bin" --host 127.0.0.1 --port "$port" --node-id node-1 &
-pids+=($!)
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-echo "signal-node is up: demo page http://127.0.0.1:$port/  (Ctrl-C stops it)"
-wait
+start() {  # start NAME COMMAND... : output to $run_dir/NAME.log
+    local name="$1"; shift
+    "$@" >"$run_dir/$name.log" 2>&1 </dev/null &
+    pids+=($!)
+    names+=("$name")
+}
+
+wait_for() {  # wait_for NAME CHECK... : until CHECK succeeds, or the process exits, or 30 s
+    local name="$1"; shift
+    local pid="${pids[-1]}"
+    for _ in $(seq 300); do
+        "$@" && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$name exited during startup; its log ($run_dir/$name.log):" >&2
+            tail -n 20 "$run_dir/$name.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "$name not up within 30 s; its log: $run_dir/$name.log" >&2
+    exit 1
+}
+
+http_ok() { curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; }
+if ! command -v curl >/dev/null; then
+    # Without curl: a bare HTTP/1.0 request over bash's /dev/tcp.
+    http_ok() {
+        local rest="${1#http://}" hostport path
+        hostport="${rest%%/*}"; path="/${rest#*/}"
+        (exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}" && printf 'GET %s HTTP/1.0\r\n\r\n' "$path" >&3 &&
+            head -n 1 <&3 | grep -q ' 200 ') 2>/dev/null
+    }
+fi
+
+echo "== starting Redis, 3 nodes and HAProxy (logs in $run_dir)"
+start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no
+wait_for redis port_busy "$redis_port"
+
+for i in 1 2 3; do
+    port="${node_ports[$((i - 1))]}"
+    start "node$i" env SIGNAL_HOST=127.0.0.1 SIGNAL_PORT="$port" SIGNAL_REDIS_URL="redis://127.0.0.1:$redis_port" \
+        SIGNAL_NODE_ID="node$i" "$bin"
+    wait_for "node$i" http_ok "http://127.0.0.1:$port/healthz"
+done
+
+start haproxy env SIGNAL_LB_BIND="127.0.0.1:$lb_port" \
+    SIGNAL_NODE1="127.0.0.1:${node_ports[0]}" SIGNAL_NODE2="127.0.0.1:${node_ports[1]}" \
+    SIGNAL_NODE3="127.0.0.1:${node_ports[2]}" haproxy -db -f deploy/haproxy/haproxy.cfg
+wait_for haproxy http_ok "http://127.0.0.1:$lb_port/healthz"
+
+cat <<EOF
+
+signal-node cluster is up (Ctrl-C stops it):
+  demo page (through HAProxy)  http://127.0.0.1:$lb_port/
+  node1                        http://127.0.0.1:${node_ports[0]}/   (pid ${pids[1]})
+  node2                        http://127.0.0.1:${node_ports[1]}/   (pid ${pids[2]})
+  node3                        http://127.0.0.1:${node_ports[2]}/   (pid ${pids[3]})
+  Redis                        redis://127.0.0.1:$redis_port   (pid ${pids[0]})
+  logs                         $run_dir/{redis,node1,node2,node3,haproxy}.log
+Try failover: kill -9 <a node's pid> (its clients move to the other nodes; this script keeps running).
+EOF
+
+# Keep running until Ctrl-C / SIGTERM; report any process that exits on its own.
+live=("${pids[@]}")
+while [ ${#live[@]} -gt 0 ]; do
+    dead_pid=""
+    status=0
+    wait -n -p dead_pid "${live[@]}" || status=$?
+    [ -n "$dead_pid" ] || continue
+    for i in "${!pids[@]}"; do
+        if [ "${pids[$i]}" = "$dead_pid" ]; then
+            echo "${names[$i]} (pid $dead_pid) exited with status $status; log: $run_dir/${names[$i]}.log"
+        fi
+    done
+    rest=()
+    for pid in "${live[@]}"; do [ "$pid" = "$dead_pid" ] || rest+=("$pid"); done
+    live=("${rest[@]}")
+done
+echo "every process has exited"
