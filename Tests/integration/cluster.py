@@ -240,6 +240,7 @@ class RedisSpy:
     conn: RespClient
     messages: list = field(default_factory=list)
     task: asyncio.Task = None
+    pongs: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -267,6 +268,10 @@ class RedisSpy:
                     msg = PubSubMessage(v[2].decode(), v[3], time.monotonic(), v[1].decode())
                 elif kind == b"message":
                     msg = PubSubMessage(v[1].decode(), v[2], time.monotonic())
+                elif kind == b"pong":
+                    self.pongs += 1
+                    self._changed.set()
+                    continue
                 else:
                     continue
                 self.messages.append(msg)
@@ -298,6 +303,14 @@ class RedisSpy:
                 await asyncio.wait_for(self._changed.wait(), left)
             except (asyncio.TimeoutError, TimeoutError):
                 pass
+
+    async def ping(self, timeout=TIMEOUT):
+        """PING on the subscribed connection: once its reply is in, every message Redis sent this
+        subscriber before it has been read."""
+        before = self.pongs
+        self.conn.writer.write(encode_command("PING"))
+        await self.conn.writer.drain()
+        await self.wait_for(lambda _: self.pongs > before, timeout, what="PONG")
 
     async def close(self):
         if self.task:
