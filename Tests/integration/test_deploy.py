@@ -130,6 +130,7 @@ def test_dockerfile_static():
     assert images[1] == "debian:bookworm-slim"
     assert "swift build -c release --product signal-node" in text
     assert "libhiredis0.14" in text
+    assert "*.resources" in text  # SwiftPM resource bundles (the demo page) next to the binary
     user = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert user and not user[-1].startswith(("root", "0:", "0")), user
     assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.M)
