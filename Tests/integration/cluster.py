@@ -498,7 +498,8 @@ def cluster_factory(request):
 
 class ClusterClient(Client):
     """A conftest Client that also answers cross-node fences: chat messages whose content starts
-    with FENCE_PREFIX resolve a future instead of landing in the `message` queue."""
+    with FENCE_PREFIX resolve a future instead of landing in the `message` queue, and user_left
+    for fence rooms (a disconnecting client leaves them) is only logged."""
 
     def __init__(self, url, transport, name=None):
         super().__init__(url, transport, name)
@@ -513,6 +514,10 @@ class ClusterClient(Client):
             fut = self._xfences.get(payload["content"])
             if fut is not None and not fut.done():
                 fut.set_result(payload)
+            return
+        if (event == "user_left" and isinstance(payload, dict)
+                and str(payload.get("roomName", "")).startswith(FENCE_PREFIX)):
+            self.log.append((event, payload))  # someone left the fence room (a disconnect)
             return
         await super()._on_any(event, *args)
 

@@ -124,6 +124,25 @@ async def test_seed_events_cross_nodes_exact_payloads_and_recipients(cluster, cl
     for m in (alice, bob, carol, dave, frank):
         await expect_message(m, frank, "after erin left")
 
+    # the join ack's roster lists the members present on every node
+    grace = await new(n3, "polling", "grace")
+    ack = await grace.emit_with_ack("join_room", {"roomName": room, "personName": "grace"})
+    assert isinstance(ack[0], dict) and ack[0].get("roomName") == room \
+        and ack[0].get("socketId") == grace.sid, f"join ack: {ack!r}"
+    stayed = [alice, bob, carol, dave, frank]
+    assert sorted((p["socketId"], p["personName"]) for p in ack[0]["peers"]) == \
+        sorted((m.sid, m.name) for m in stayed), f"roster: {ack[0]['peers']!r}"
+    joined = {"personName": "grace", "roomName": room, "socketId": grace.sid}
+    for m in stayed + [grace]:
+        assert_exact(await m.expect("user_joined"), joined)
+
+    # a socket that disconnects on one node: user_left to the others in its room, on every node
+    frank_left = {"personName": "frank", "roomName": room, "socketId": frank.sid}
+    await frank.close()
+    for m in (alice, bob, carol, dave, grace):
+        assert_exact(await m.expect("user_left"), frank_left)
+    everyone += [grace]
+
     await cluster_clients.settle()
     for c in everyone:  # nothing else, nothing twice, nothing for the outsider
         c.assert_none("user_joined", "user_left", "message", "offer", "answer", "ice_candidate",
