@@ -87,8 +87,9 @@ class SetupError(Exception):
 # ---------------------------------------------------------------------------------------------------
 
 class Cluster:
-    def __init__(self, binary, run_dir, node_args, log=print):
+    def __init__(self, binary, run_dir, node_args, log=print, redis_persist=False):
         self.binary = binary
+        self.redis_persist = redis_persist
         self.run_dir = Path(run_dir)
         self.node_args = list(node_args)
         self.log = log
@@ -127,8 +128,10 @@ class Cluster:
         raise SetupError(f"{name} not ready within {timeout} s (log: {self.run_dir / (name + '.log')})")
 
     def start_redis(self):
+        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.redis_persist
+                       else ["--appendonly", "no"])
         self._spawn("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no"])
+                              "--dir", str(self.run_dir), "--save", "", *persistence])
         self._wait("redis", lambda: port_open(self.redis_port))
 
     def stop_redis(self):
@@ -634,6 +637,10 @@ async def run(args, cluster, report):
                  f"{len(wrong)} user_left for peers that are still connected"
                  + (f" (e.g. {wrong[:3]})" if wrong else ""), spurious=len(wrong))
 
+    dead = {n: c for n, c in cluster.dead().items() if n != args.kill}
+    report.check("processes_alive", not dead,
+                 "Redis, HAProxy and the other nodes still running" if not dead else f"exited: {dead}")
+
     await gather_limited([p.close() for p in peers], args.concurrency)
 
 
@@ -668,6 +675,9 @@ def main(argv=None):
     ap.add_argument("--max-redis-recovery", type=float, default=10.0,
                     help="bound (s) from Redis coming back until cross-node delivery works on every node pair")
     ap.add_argument("--redis-down", type=float, default=2.0, help="how long Redis stays down (s)")
+    ap.add_argument("--redis-persist", action="store_true",
+                    help="Redis keeps its data over the restart (AOF), as a persistent Redis would; "
+                         "by default it comes back empty like the docker-compose one")
     ap.add_argument("--node-timeout", type=int, default=None,
                     help="pass --node-timeout MS to the nodes (presence: when a silent node is declared dead)")
     ap.add_argument("--node-arg", action="append", default=[], metavar="ARG",
@@ -702,7 +712,7 @@ def main(argv=None):
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="signal-failover-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     report = Report()
-    cluster = Cluster(binary, run_dir, node_args)
+    cluster = Cluster(binary, run_dir, node_args, redis_persist=args.redis_persist)
     print(f"failover test: {args.clients} clients ({args.transports}) in {args.rooms} rooms over "
           f"{len(NODES)} nodes behind HAProxy; kill -9 {args.kill}, then restart Redis", flush=True)
     print(f"  binary {binary}; logs in {run_dir}", flush=True)

@@ -288,7 +288,7 @@ def test_failover_short(tmp_path):
     assert figures["error"] is None, f"failover set-up failed: {figures['error']}\n{result.stdout}"
     checks = figures["checks"]
     for name in ("setup", "rejoin", "survivors_connected", "redis_restart", "redis_outage_connected",
-                 "rooms_after", "no_spurious_user_left"):
+                 "rooms_after", "no_spurious_user_left", "processes_alive"):
         assert name in checks, f"check {name} did not run:\n{result.stdout}"
         assert checks[name]["passed"], f"{name}: {checks[name]['summary']}\n{result.stdout}"
 
