@@ -49,10 +49,6 @@ async def expect_message(c, sender, content, timeout=TIMEOUT):
     return got
 
 
-def where(clients):
-    return ", ".join(f"{c.name}@{c.node.node_id}/{c.transport}" for c in clients)
-
-
 # --------------------------------------------------------------------------------------------
 # 1. every seed event across nodes
 # --------------------------------------------------------------------------------------------
@@ -433,7 +429,6 @@ async def test_frozen_redis_blocks_no_event_loop(cluster_factory, cluster_client
                 await expect_message(m, a1, content, timeout=1.0)
             took = time.monotonic() - t
             assert took < 1.0, f"same-node message took {took:.3f}s with Redis frozen"
-            t = time.monotonic()
             status = await http_status(n1.url, "/healthz", timeout=1.0)
             assert status == 200, f"/healthz answered {status} with Redis frozen"
             # /readyz answers too (whatever it says), and promptly
