@@ -1,0 +1,198 @@
+"""The demo page in real browsers: headless Chromium with a fake camera, each browser on a different node of
+a 2-node cluster (+ redis-server), video decoded across nodes, chat, reconnect and re-join, glare, and a tile
+removed when its browser closes. The page exposes `window.demo` (Sources/Node/Resources/demo/app.js).
+
+Screenshot: the three-browser test saves its picture to a temporary folder, or to $SIGNAL_DEMO_SCREENSHOT when
+set, which is how docs/demo.png is made:
+    SIGNAL_DEMO_SCREENSHOT=$PWD/docs/demo.png python3 -m pytest Tests/integration/test_browser.py -k screenshot -s
+"""
+
+import os
+import time
+
+import pytest
+
+from media_cluster import MEDIA_TIMEOUT, Browsers, require_browser, start_cluster, unique, wait_until
+
+
+@pytest.fixture(scope="module")
+def media_cluster():
+    require_browser()
+    cluster = start_cluster("pattern", n=2)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def browsers(media_cluster, request):
+    media_cluster.watch()
+    made = Browsers()
+    yield made
+    failed = any(getattr(request.node, f"rep_{w}", None) is not None
+                 and getattr(request.node, f"rep_{w}").failed for w in ("setup", "call"))
+    if failed:
+        print(made.diagnostics())
+    made.quit_all()
+
+
+def decoding(browser, expected_peers):
+    """The page's stats when it decodes video from every one of expected_peers (socket ids) and shows it
+    (video element with videoWidth > 0), else None."""
+    stats = browser.stats()
+    if set(stats) != set(expected_peers):
+        return None
+    for entry in stats.values():
+        if entry["framesDecoded"] <= 0 or entry["videoWidth"] <= 0:
+            return None
+    return stats
+
+
+def wait_decoding(browsers, expected, timeout=MEDIA_TIMEOUT, what="decoded video"):
+    """Wait until each browser decodes the video of its expected peers; return {browser name: stats}."""
+    got = {}
+
+    def all_decoding():
+        for browser in browsers:
+            if browser.name not in got:
+                stats = decoding(browser, expected[browser.name])
+                if stats is None:
+                    return None
+                got[browser.name] = stats
+        return got
+
+    return wait_until(all_decoding, timeout, what, detail=lambda: "\n".join(b.diagnostics() for b in browsers))
+
+
+def assert_growing(browsers, expected, seconds=1.0):
+    """framesDecoded keeps growing on every connection: the video is live, not one frame."""
+    before = {b.name: b.stats() for b in browsers}
+    time.sleep(seconds)
+    for browser in browsers:
+        after = browser.stats()
+        for peer in expected[browser.name]:
+            grew = after[peer]["framesDecoded"] - before[browser.name][peer]["framesDecoded"]
+            assert grew >= 5, (f"{browser.name}: video from {after[peer]['name']} decoded only {grew} frames in "
+                               f"{seconds}s: {after[peer]!r}\n{browser.diagnostics()}")
+            assert after[peer]["connectionState"] == "connected", after[peer]
+
+
+def own_id(browser, timeout=10):
+    """The page's socket id once it is in its room."""
+    return wait_until(lambda: browser.js("return demo.joined && demo.id"), timeout, f"{browser.name} joined",
+                      detail=browser.diagnostics)
+
+
+def report_timing(label, alice, bob, since_open):
+    """Print how long the call took: the newcomer's page (join_room sent → first frame from the member), the
+    member's page (user_joined → first frame from the newcomer), and the test's wall clock."""
+    newcomer = bob.js("return demo.timings()")[0]
+    member = alice.js("return demo.timings()")[0]
+    print(f"\n[{label}] join_room sent → first decoded frame (newcomer {bob.name}): "
+          f"{newcomer['joinSentToFirstFrame']:.0f} ms (camera + join click → frame "
+          f"{newcomer['joinClickToFirstFrame']:.0f} ms); user_joined → first frame (member {alice.name}): "
+          f"{member['seenToFirstFrame']:.0f} ms; page load → both decoding (test clock, 0.1 s polls): "
+          f"{since_open * 1000:.0f} ms")
+    return newcomer, member
+
+
+def test_two_browsers_across_nodes(media_cluster, browsers):
+    """Alice on n1 and Bob on n2: both decode each other's video, tiles carry names, chat crosses, a dropped
+    connection reconnects and re-joins with video back, crossing offers (glare) settle, and Alice's tile of Bob
+    goes when Bob's browser closes."""
+    n1, n2 = media_cluster[0], media_cluster[1]
+    room = unique("browsers")
+    alice = browsers.new("Alice")
+    bob = browsers.new("Bob")
+
+    alice.open(n1, room)
+    alice_id = own_id(alice)
+    started = time.monotonic()
+    bob.open(n2, room)
+    bob_id = own_id(bob)
+    expected = {"Alice": [bob_id], "Bob": [alice_id]}
+    wait_decoding([alice, bob], expected)
+    since_open = time.monotonic() - started
+    newcomer, member = report_timing("2 browsers, 2 nodes", alice, bob, since_open)
+    assert newcomer["joinSentToFirstFrame"] < MEDIA_TIMEOUT * 1000
+    assert_growing([alice, bob], expected)
+
+    # Tiles and the people list carry names; the newcomer offered (roster), the member answered.
+    assert alice.peers() == [{"id": bob_id, "name": "Bob", "state": "connected", "tile": True, "label": "Bob"}]
+    assert bob.peers() == [{"id": alice_id, "name": "Alice", "state": "connected", "tile": True, "label": "Alice"}]
+    assert "1 already here" in bob.page_log()
+    assert "no offer from" not in alice.page_log(), "the member had to offer: the newcomer did not"
+    assert alice.js("return demo.tileCount()") == 1 and bob.js("return demo.tileCount()") == 1
+
+    # Chat crosses the nodes both ways.
+    assert alice.js("return demo.say(arguments[0])", "hello from n1")
+    assert bob.js("return demo.say(arguments[0])", "hello from n2")
+    for browser in (alice, bob):
+        wait_until(lambda: {(m["personName"], m["content"]) for m in browser.js("return demo.chat")}
+                   >= {("Alice", "hello from n1"), ("Bob", "hello from n2")},
+                   5, f"{browser.name}: both chat messages", detail=browser.diagnostics)
+    shown = bob.js("return [...document.querySelectorAll('#messages li')].map(li => li.textContent)")
+    assert any("hello from n1" in line and "Alice" in line for line in shown), shown
+
+    # Glare: both sides start an ICE restart at the same moment, so both offer; perfect negotiation settles it.
+    at = alice.js("return Date.now()") + 400
+    script = "setTimeout(() => Object.values(demo.pcs).forEach(pc => pc.restartIce()), arguments[0] - Date.now())"
+    alice.js(script, at)
+    bob.js(script, at)
+    time.sleep(0.6)
+    wait_until(lambda: all(p["signalingState"] == "stable" and p["connectionState"] == "connected"
+                           for b in (alice, bob) for p in b.stats().values()),
+               10, "both connections stable after crossing offers",
+               detail=lambda: alice.diagnostics() + bob.diagnostics())
+    crossed = "ignored a crossing offer" in alice.page_log() + bob.page_log()
+    print(f"[glare] offers crossed: {crossed}")
+    assert_growing([alice, bob], expected)
+    assert alice.js("return Object.keys(demo.pcs)") == [bob_id], "glare must not create a second connection"
+
+    # Bob's connection drops: his page reconnects (new socket id), joins again and calls Alice again.
+    bob.js("demo.drop()")
+    new_bob = wait_until(lambda: (bob.js("return demo.joined && demo.id") or None) not in (None, bob_id)
+                         and bob.js("return demo.id"), 15, "Bob reconnected and re-joined", detail=bob.diagnostics)
+    expected = {"Alice": [new_bob], "Bob": [alice_id]}
+    wait_decoding([alice, bob], expected, what="video after Bob's reconnection")
+    assert [p["name"] for p in alice.peers()] == ["Bob"]
+    assert alice.js("return demo.tileCount()") == 1
+
+    # Bob closes his browser: Alice's tile of Bob goes (user_left on disconnect, across nodes).
+    bob.quit()
+    wait_until(lambda: alice.js("return demo.tileCount()") == 0 and alice.peers() == [], 10,
+               "Alice's tile of Bob removed after Bob closed", detail=alice.diagnostics)
+    assert "Bob left" in alice.page_log()
+    assert alice.errors() == [], alice.errors()
+
+
+def test_three_browsers_screenshot(media_cluster, browsers, tmp_path):
+    """Three browsers on two nodes: each shows two remote tiles with live video; a screenshot of one page is
+    saved (to $SIGNAL_DEMO_SCREENSHOT if set)."""
+    n1, n2 = media_cluster[0], media_cluster[1]
+    room = unique("trio")
+    people = [(browsers.new("Ada"), n1), (browsers.new("Grace"), n2), (browsers.new("Linus"), n1)]
+    ids = {}
+    for browser, node in people:
+        browser.open(node, room)
+        ids[browser.name] = own_id(browser)
+    expected = {b.name: [ids[o.name] for o, _ in people if o is not b] for b, _ in people}
+    wait_decoding([b for b, _ in people], expected, timeout=MEDIA_TIMEOUT * 1.5)
+    assert_growing([b for b, _ in people], expected)
+    for browser, _ in people:
+        assert browser.js("return demo.tileCount()") == 2
+        labels = sorted(p["label"] for p in browser.peers())
+        assert labels == sorted(o.name for o, _ in people if o is not browser), labels
+
+    ada, grace, linus = (b for b, _ in people)
+    grace.js("demo.say('Hi both, Grace here (node n2)')")
+    ada.js("demo.say('Hello from Ada on n1')")
+    wait_until(lambda: len(linus.js("return demo.chat")) >= 2, 5, "chat on Linus's page", detail=linus.diagnostics)
+    time.sleep(0.5)  # let the videos render a few more frames
+
+    path = os.environ.get("SIGNAL_DEMO_SCREENSHOT") or str(tmp_path / "demo.png")
+    assert linus.driver.save_screenshot(path), f"screenshot to {path} failed"
+    size = os.path.getsize(path)
+    assert size > 20_000, f"screenshot {path} is suspiciously small ({size} bytes)"
+    print(f"\n[screenshot] {path} ({size} bytes)")
+    for browser, _ in people:
+        assert browser.errors() == [], (browser.name, browser.errors())
