@@ -88,10 +88,17 @@ public protocol Adapter: AnyObject, Sendable {
 
     /// True when the adapter is ready to serve cluster traffic (for `/readyz`).
     var isReady: Bool { get }
+
+    /// Rooms with local members (socket-id rooms included).
+    var localRoomCount: Int { get }
+
+    /// The adapter's own counters, as Prometheus counter names and values (e.g. `signal_redis_published_total`).
+    var counters: [(name: String, help: String, value: Int)] { get }
 }
 
 extension Adapter {
     public func start() async throws {}
     public func shutdown() async {}
     public var isReady: Bool { true }
+    public var counters: [(name: String, help: String, value: Int)] { [] }
 }

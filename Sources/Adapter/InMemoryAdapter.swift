@@ -33,6 +33,8 @@ public final class InMemoryAdapter: Adapter {
         registry.withLock { $0.localSockets(in: rooms) }
     }
 
+    public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
+
     public func broadcast(_ packet: BroadcastPacket, options: BroadcastOptions) {
         // Compute recipients under the lock, deliver after it: no lock is held while writing to channels.
         let recipients = registry.withLock { $0.recipients(of: options) }

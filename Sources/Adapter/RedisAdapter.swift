@@ -69,7 +69,7 @@ public final class RedisAdapter: Adapter {
     private let publisher: RedisConnection
     private let subscriber: RedisSubscriber
     private let logger: Logger
-    private let counters = Counters()
+    private let tallies = Counters()
 
     private final class Counters: Sendable {
         let published = Atomic<Int>(0)
@@ -167,14 +167,29 @@ public final class RedisAdapter: Adapter {
 
     public var isReady: Bool { subscriber.isReady && publisher.isConnected }
 
+    public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
+
+    public var counters: [(name: String, help: String, value: Int)] {
+        let s = statistics
+        return [
+            ("signal_redis_published_total", "Broadcasts published on Redis.", s.published),
+            ("signal_redis_received_total", "Broadcast messages received from Redis.", s.received),
+            ("signal_redis_ignored_total", "Received broadcasts dropped unread (own, other namespace, no local room).", s.ignored),
+            ("signal_redis_requests_total", "Requests received on the adapter's request channel.", s.requests),
+            ("signal_redis_malformed_total", "Unreadable messages from Redis.", s.malformed),
+            ("signal_redis_reconnects_total", "Reconnects of the Redis connections.", s.reconnects),
+            ("signal_redis_dropped_total", "Cross-node messages lost because Redis was unreachable.", s.droppedPublishes),
+        ]
+    }
+
     public var statistics: RedisAdapterStatistics {
         RedisAdapterStatistics(
-            published: counters.published.load(ordering: .relaxed),
-            droppedPublishes: counters.dropped.load(ordering: .relaxed),
-            received: counters.received.load(ordering: .relaxed),
-            ignored: counters.ignored.load(ordering: .relaxed),
-            requests: counters.requests.load(ordering: .relaxed),
-            malformed: counters.malformed.load(ordering: .relaxed),
+            published: tallies.published.load(ordering: .relaxed),
+            droppedPublishes: tallies.dropped.load(ordering: .relaxed),
+            received: tallies.received.load(ordering: .relaxed),
+            ignored: tallies.ignored.load(ordering: .relaxed),
+            requests: tallies.requests.load(ordering: .relaxed),
+            malformed: tallies.malformed.load(ordering: .relaxed),
             reconnects: subscriber.reconnectCount + publisher.reconnectCount
         )
     }
@@ -239,19 +254,19 @@ public final class RedisAdapter: Adapter {
         message.reserveCapacity(128)
         ClusterBroadcast.encode(uid: uid, packet: packet, options: options, into: &message)
         let channel = channels.publishChannel(for: options)
-        let counters = self.counters
+        let tallies = self.tallies
         let logger = self.logger
         publisher.publish(channel, message: message).whenComplete { result in
             switch result {
             case .success:
-                counters.published.add(1, ordering: .relaxed)
-                let dropped = counters.droppedSinceLog.exchange(0, ordering: .relaxed)
+                tallies.published.add(1, ordering: .relaxed)
+                let dropped = tallies.droppedSinceLog.exchange(0, ordering: .relaxed)
                 if dropped > 0 {
                     logger.warning("redis is back; cross-node messages lost meanwhile", metadata: ["lost": "\(dropped)"])
                 }
             case .failure(let error):
-                counters.dropped.add(1, ordering: .relaxed)
-                let pending = counters.droppedSinceLog.add(1, ordering: .relaxed).newValue
+                tallies.dropped.add(1, ordering: .relaxed)
+                let pending = tallies.droppedSinceLog.add(1, ordering: .relaxed).newValue
                 if pending == 1 || pending % 1000 == 0 {
                     logger.error(
                         "cross-node message lost: redis publish failed",
@@ -267,28 +282,28 @@ public final class RedisAdapter: Adapter {
     /// A message from the subscriber connection (on its event loop).
     func received(channel: String, payload: ByteBuffer) {
         if channel == channels.requestChannel {
-            counters.requests.add(1, ordering: .relaxed)
+            tallies.requests.add(1, ordering: .relaxed)
             return handleRequest(payload)
         }
-        counters.received.add(1, ordering: .relaxed)
+        tallies.received.add(1, ordering: .relaxed)
         guard let (channelNsp, room) = ClusterChannels.parse(channel, prefix: configuration.prefix), channelNsp == nsp else {
-            counters.ignored.add(1, ordering: .relaxed)
+            tallies.ignored.add(1, ordering: .relaxed)
             return
         }
         if let room, !registry.withLock({ $0.hasRoom(room) }) {
-            counters.ignored.add(1, ordering: .relaxed)
+            tallies.ignored.add(1, ordering: .relaxed)
             return
         }
         let message: ClusterBroadcast
         do {
             message = try ClusterBroadcast(decoding: payload)
         } catch {
-            counters.malformed.add(1, ordering: .relaxed)
+            tallies.malformed.add(1, ordering: .relaxed)
             logger.warning("malformed broadcast from redis", metadata: ["redis.channel": "\(channel)", "error": "\(error)"])
             return
         }
         guard message.uid != uid, message.packet.nsp == nsp else {
-            counters.ignored.add(1, ordering: .relaxed)
+            tallies.ignored.add(1, ordering: .relaxed)
             return
         }
         let recipients = registry.withLock { $0.recipients(of: message.options) }
@@ -300,7 +315,7 @@ public final class RedisAdapter: Adapter {
         do {
             request = try ClusterRequest(decoding: payload)
         } catch {
-            counters.malformed.add(1, ordering: .relaxed)
+            tallies.malformed.add(1, ordering: .relaxed)
             logger.debug("unreadable request from redis", metadata: ["error": "\(error)"])
             return
         }

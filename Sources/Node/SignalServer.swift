@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+import Synchronization
 
 /// Settings of a node.
 public struct ServerConfiguration: Sendable {
@@ -14,6 +15,8 @@ public struct ServerConfiguration: Sendable {
     public var signaling = SignalingConfiguration()
     /// Time allowed to join a namespace after the Engine.IO handshake.
     public var connectTimeout: TimeAmount = .seconds(45)
+    /// The metrics backend's text for `/metrics` (Prometheus); nil serves 404.
+    public var metricsText: (@Sendable () -> String)? = nil
 
     public init() {}
 }
@@ -25,6 +28,7 @@ public final class SignalServer: Sendable {
     public let namespace: Namespace
     public let engine: EngineServer
     public let presence: any PresenceStore
+    public let metrics: SignalMetrics
     let logger: Logger
     private let group: any EventLoopGroup
     private let context: ServerContext
@@ -37,6 +41,8 @@ public final class SignalServer: Sendable {
         makeAdapter: (String, any LocalDelivery) -> any Adapter = { InMemoryAdapter(nsp: $0, delivery: $1) }
     ) {
         self.presence = presence
+        let metrics = SignalMetrics()
+        self.metrics = metrics
         self.configuration = configuration
         self.group = group
         var logger = logger
@@ -46,13 +52,14 @@ public final class SignalServer: Sendable {
             name: "/",
             handler: SignalingApplication(configuration: configuration.signaling, presence: presence),
             logger: logger,
+            metrics: metrics,
             makeAdapter: makeAdapter
         )
         self.namespace = namespace
         let namespaces = ["/": namespace]
         let connectTimeout = configuration.connectTimeout
         let sessionLogger = logger
-        self.engine = EngineServer(configuration: configuration.engine, logger: logger) { session in
+        self.engine = EngineServer(configuration: configuration.engine, logger: logger, metrics: metrics) { session in
             let connection = SocketIOConnection(
                 session: session,
                 namespaces: namespaces,
@@ -62,7 +69,24 @@ public final class SignalServer: Sendable {
             session.delegate = connection
         }
         let adapter = namespace.adapter
-        self.context = ServerContext(engine: engine, isReady: { adapter.isReady })
+        let metricsText = configuration.metricsText
+        let engineForMetrics = engine
+        self.context = ServerContext(
+            engine: engine,
+            isReady: { adapter.isReady },
+            metricsText: {
+                guard let base = metricsText?() else { return nil }
+                var text = base
+                text += "# HELP signal_rooms Rooms with local members (socket-id rooms included).\n# TYPE signal_rooms gauge\n"
+                text += "signal_rooms \(adapter.localRoomCount)\n"
+                text += "# HELP signal_sessions Engine.IO sessions on this node.\n# TYPE signal_sessions gauge\n"
+                text += "signal_sessions \(engineForMetrics.sessionCount)\n"
+                for counter in adapter.counters {
+                    text += "# HELP \(counter.name) \(counter.help)\n# TYPE \(counter.name) counter\n\(counter.name) \(counter.value)\n"
+                }
+                return text
+            }
+        )
     }
 
     /// Binds the listener. The returned channel's close future completes when the server stops.
@@ -80,7 +104,9 @@ public final class SignalServer: Sendable {
                 )
             },
             upgradePipelineHandler: { channel, head in
-                let sid = RequestQuery(target: head.uri).sid.map(String.init)
+                let query = RequestQuery(target: head.uri)
+                let sid = query.sid.map(String.init)
+                let token = query.token.map(String.init)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         NIOWebSocketFrameAggregator(
@@ -89,7 +115,7 @@ public final class SignalServer: Sendable {
                             maxAccumulatedFrameSize: maxPayload
                         )
                     )
-                    try channel.pipeline.syncOperations.addHandler(EngineWebSocketHandler(engine: engine, sid: sid))
+                    try channel.pipeline.syncOperations.addHandler(EngineWebSocketHandler(engine: engine, sid: sid, token: token))
                 }
             }
         )
@@ -139,5 +165,24 @@ public final class SignalServer: Sendable {
 
     public func shutdown() {
         engine.closeAll(reason: .serverShutdown)
+    }
+
+    /// Graceful drain: report not-ready, stop accepting, tell every client to reconnect (an Engine.IO close, so
+    /// clients reconnect and the load balancer sends them to another node; their `user_left` goes out through
+    /// the usual disconnect path), and wait for the sessions to go, at most `timeout`.
+    public func drain(listener: any Channel, timeout: Duration) async {
+        context.draining.store(true, ordering: .relaxed)
+        let sessions = engine.sessionCount
+        logger.info("draining", metadata: ["sessions": "\(sessions)", "timeout.ms": "\(timeout.components.seconds * 1000)"])
+        try? await listener.close()
+        engine.closeAll(reason: .serverShutdown)
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while engine.sessionCount > 0, clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        // Let the last user_left publishes reach Redis before the connections close.
+        try? await Task.sleep(for: .milliseconds(min(200, max(0, Int((deadline - clock.now).components.seconds * 1000)))))
+        logger.info("drained", metadata: ["sessions.left": "\(engine.sessionCount)"])
     }
 }

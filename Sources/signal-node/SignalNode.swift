@@ -1,9 +1,14 @@
 import Adapter
 import ArgumentParser
+import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import Node
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -90,6 +95,33 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [SIGNAL_LOG_LEVEL].")
     var logLevel: String = env("SIGNAL_LOG_LEVEL") ?? "info"
 
+    @Option(help: "Log format: text (human-readable) or json (one object per line) [SIGNAL_LOG_FORMAT].")
+    var logFormat: String = env("SIGNAL_LOG_FORMAT") ?? "text"
+
+    @Option(help: "Longest graceful drain on SIGTERM/SIGINT, ms [SIGNAL_DRAIN_TIMEOUT].")
+    var drainTimeout: Int = env("SIGNAL_DRAIN_TIMEOUT").flatMap(Int.init) ?? 10_000
+
+    @Option(help: "Serve Prometheus metrics on /metrics: true or false [SIGNAL_METRICS].")
+    var metrics: Bool = env("SIGNAL_METRICS").map { $0 != "false" && $0 != "0" } ?? true
+
+    @Option(help: "Require a JWT signed HS256 with this secret on CONNECT [SIGNAL_JWT_SECRET].")
+    var jwtSecret: String = env("SIGNAL_JWT_SECRET") ?? ""
+
+    @Option(help: "Require a JWT signed RS256, verified with the RSA public key in this PEM file [SIGNAL_JWT_PUBLIC_KEY_FILE].")
+    var jwtPublicKeyFile: String = env("SIGNAL_JWT_PUBLIC_KEY_FILE") ?? ""
+
+    @Option(help: "STUN URLs for clients, comma-separated [SIGNAL_STUN_URLS].")
+    var stunUrls: String = env("SIGNAL_STUN_URLS") ?? ""
+
+    @Option(help: "TURN URLs for clients, comma-separated (used with --turn-secret) [SIGNAL_TURN_URLS].")
+    var turnUrls: String = env("SIGNAL_TURN_URLS") ?? ""
+
+    @Option(help: "Secret shared with the TURN server (coturn use-auth-secret) [SIGNAL_TURN_SECRET].")
+    var turnSecret: String = env("SIGNAL_TURN_SECRET") ?? ""
+
+    @Option(help: "Lifetime of TURN credentials, seconds [SIGNAL_TURN_TTL].")
+    var turnTtl: Int = env("SIGNAL_TURN_TTL").flatMap(Int.init) ?? 86_400
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, got \(port)") }
         guard pingInterval > 0, pingTimeout > 0 else { throw ValidationError("ping interval and timeout must be > 0") }
@@ -99,6 +131,20 @@ struct SignalNode: AsyncParsableCommand {
             throw ValidationError("--ice-event must be both, underscore or hyphen, got \(iceEvent)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard logFormat == "text" || logFormat == "json" else { throw ValidationError("--log-format must be text or json") }
+        guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must be >= 0") }
+        guard turnTtl > 0 else { throw ValidationError("--turn-ttl must be > 0") }
+        if !turnSecret.isEmpty && Self.list(turnUrls).isEmpty {
+            throw ValidationError("--turn-secret needs --turn-urls")
+        }
+        if !jwtPublicKeyFile.isEmpty {
+            guard let pem = try? String(contentsOfFile: jwtPublicKeyFile, encoding: .utf8) else {
+                throw ValidationError("cannot read --jwt-public-key-file \(jwtPublicKeyFile)")
+            }
+            do { _ = try JWTVerifier(secret: nil, rsaPublicKeyPEM: pem) } catch {
+                throw ValidationError("--jwt-public-key-file is not an RSA public key in PEM: \(error)")
+            }
+        }
         guard nodeTimeout >= 200 else { throw ValidationError("--node-timeout must be at least 200 ms") }
         for (name, value) in [
             ("--max-room-name", maxRoomName), ("--max-person-name", maxPersonName), ("--max-content", maxContent),
@@ -124,14 +170,21 @@ struct SignalNode: AsyncParsableCommand {
         }
     }
 
+    static func list(_ text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }
+    }
+
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = logFormat == "json"
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        let logger = Logger(label: "signal-node")
+        var logger = Logger(label: "signal-node")
+        logger[metadataKey: "node.id"] = "\(nodeId)"
 
         var configuration = ServerConfiguration()
         configuration.host = host
@@ -141,7 +194,7 @@ struct SignalNode: AsyncParsableCommand {
         configuration.engine.pingTimeout = .milliseconds(Int64(pingTimeout))
         configuration.engine.maxPayload = maxPayload
         configuration.engine.maxSessions = maxConnections
-        let origins = allowedOrigins.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }
+        let origins = Self.list(allowedOrigins)
         configuration.engine.allowedOrigins = origins.isEmpty ? nil : origins
         configuration.signaling.iceEventName = SignalingConfiguration.ICEEventName(rawValue: iceEvent) ?? .both
         configuration.signaling.maxRoomNameLength = maxRoomName
@@ -153,6 +206,20 @@ struct SignalNode: AsyncParsableCommand {
         configuration.signaling.eventBurst = eventBurst
         configuration.signaling.maxRoomsPerSocket = maxRoomsPerSocket
         configuration.signaling.maxMembersPerRoom = maxRoomMembers
+        configuration.signaling.iceServers.stunURLs = Self.list(stunUrls)
+        configuration.signaling.iceServers.turnURLs = Self.list(turnUrls)
+        configuration.signaling.iceServers.turnSecret = turnSecret.isEmpty ? nil : turnSecret
+        configuration.signaling.iceServers.credentialLifetime = turnTtl
+        if !jwtSecret.isEmpty || !jwtPublicKeyFile.isEmpty {
+            let pem = jwtPublicKeyFile.isEmpty ? nil : try String(contentsOfFile: jwtPublicKeyFile, encoding: .utf8)
+            configuration.signaling.jwt = try JWTVerifier(secret: jwtSecret.isEmpty ? nil : jwtSecret, rsaPublicKeyPEM: pem)
+            logger.info("JWT authentication required on CONNECT")
+        }
+        if metrics {
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            configuration.metricsText = { registry.emitToString() }
+        }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads == 0 ? System.coreCount : threads)
         let server: SignalServer
@@ -185,18 +252,32 @@ struct SignalNode: AsyncParsableCommand {
                 )
             }
         }
-        try await server.start()
-        let channel = try await server.bind()
 
-        // Stop on SIGINT/SIGTERM: close sessions, then the listener.
-        let signalQueue = DispatchQueueSignals(logger: logger) {
-            server.shutdown()
-            channel.close(promise: nil)
-        }
-        try await channel.closeFuture.get()
-        signalQueue.cancel()
-        await server.stop()
+        let drain = Duration.milliseconds(drainTimeout)
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: NodeService(server: server, drainTimeout: drain))],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        )
+        groupConfiguration.maximumGracefulShutdownDuration = drain + .seconds(3)
+        try await ServiceGroup(configuration: groupConfiguration).run()
         try await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+}
+
+/// The node as a service: start, serve until a graceful shutdown is asked for, then drain.
+struct NodeService: Service {
+    let server: SignalServer
+    let drainTimeout: Duration
+
+    func run() async throws {
+        try await server.start()
+        let listener = try await server.bind()
+        // Serve until SIGTERM/SIGINT (or the listener dies).
+        try? await gracefulShutdown()
+        await server.drain(listener: listener, timeout: drainTimeout)
+        await server.stop()
     }
 }
 

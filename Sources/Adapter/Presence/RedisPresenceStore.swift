@@ -42,6 +42,10 @@ public final class RedisPresenceStore: PresenceStore {
     private let local = Mutex(LocalPresence())
     private let logger: Logger
     private let heartbeatTask = Mutex<RepeatedTask?>(nil)
+    private let nodeLost = Mutex<(@Sendable ([PresenceEntry]) -> Void)?>(nil)
+    /// How long a presence command may take before the answer falls back to local knowledge (a frozen Redis
+    /// must not stall a socket's events).
+    public let commandTimeout: TimeAmount = .milliseconds(1000)
 
     public init(configuration: Configuration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -49,7 +53,57 @@ public final class RedisPresenceStore: PresenceStore {
         var logger = logger
         logger[metadataKey: "presence.instance"] = "\(instance)"
         self.logger = logger
-        self.connection = RedisConnection(configuration: configuration.redis, eventLoopGroup: eventLoopGroup, logger: logger)
+        let reconnected = Reconnected()
+        self.connection = RedisConnection(
+            configuration: configuration.redis,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            onEvent: { event in
+                // Back after an outage: re-register at once rather than at the next heartbeat.
+                if case .connected(reconnect: true) = event { reconnected.store?.heartbeatNow() }
+            }
+        )
+        reconnected.set(self)
+    }
+
+    private final class Reconnected: Sendable {
+        private let weakStore = Mutex<WeakStore>(WeakStore())
+        struct WeakStore: @unchecked Sendable {  // only read and written under the mutex
+            weak var value: RedisPresenceStore?
+        }
+        var store: RedisPresenceStore? { weakStore.withLock { $0.value } }
+        func set(_ store: RedisPresenceStore) { weakStore.withLock { $0.value = store } }
+    }
+
+    private func heartbeatNow() {
+        guard let nodeLost = nodeLost.withLock({ $0 }) else { return }
+        _ = heartbeat(nodeLost: nodeLost)
+    }
+
+    /// The future's value, or `fallback()` when it fails or takes longer than ``commandTimeout``.
+    private func bounded<T: Sendable>(
+        _ future: EventLoopFuture<T>,
+        fallback: @escaping @Sendable () -> T
+    ) -> EventLoopFuture<T> {
+        let promise = future.eventLoop.makePromise(of: T.self)
+        let once = Once()
+        let timeout = future.eventLoop.scheduleTask(in: commandTimeout) {
+            if once.claim() { promise.succeed(fallback()) }
+        }
+        future.whenComplete { result in
+            timeout.cancel()
+            guard once.claim() else { return }
+            switch result {
+            case .success(let value): promise.succeed(value)
+            case .failure: promise.succeed(fallback())
+            }
+        }
+        return promise.futureResult
+    }
+
+    private final class Once: Sendable {
+        private let done = Atomic<Bool>(false)
+        func claim() -> Bool { !done.exchange(true, ordering: .acquiringAndReleasing) }
     }
 
     private var nodesKey: String { "\(configuration.prefix):nodes" }
@@ -64,6 +118,7 @@ public final class RedisPresenceStore: PresenceStore {
     // MARK: lifecycle
 
     public func start(nodeLost: @escaping @Sendable ([PresenceEntry]) -> Void) async throws {
+        self.nodeLost.withLock { $0 = nodeLost }
         connection.start()
         let interval = configuration.heartbeatInterval
         let eventLoop = connection.eventLoop
@@ -159,12 +214,10 @@ public final class RedisPresenceStore: PresenceStore {
         let isNew = local.withLock { $0.join(entry) }
         if isNew { write(entry) }
         let room = entry.room
-        return connection.send(["HGETALL", .string(roomKey(room))])
-            .map { reply in (isNew: isNew, members: Self.entries(room: room, hash: reply)) }
-            .flatMapErrorThrowing { _ in
-                // Redis unreachable: what this node knows.
-                (isNew: isNew, members: self.local.withLock { $0.members(of: room) })
-            }
+        let reply = connection.send(["HGETALL", .string(roomKey(room))]).map { Self.entries(room: room, hash: $0) }
+        // Redis unreachable or frozen: what this node knows.
+        return bounded(reply) { self.local.withLock { $0.members(of: room) } }
+            .map { members in (isNew: isNew, members: members) }
             .hop(to: eventLoop)
     }
 
@@ -178,10 +231,8 @@ public final class RedisPresenceStore: PresenceStore {
     }
 
     public func members(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<[PresenceEntry]> {
-        connection.send(["HGETALL", .string(roomKey(room))])
-            .map { Self.entries(room: room, hash: $0) }
-            .flatMapErrorThrowing { _ in self.local.withLock { $0.members(of: room) } }
-            .hop(to: eventLoop)
+        let reply = connection.send(["HGETALL", .string(roomKey(room))]).map { Self.entries(room: room, hash: $0) }
+        return bounded(reply) { self.local.withLock { $0.members(of: room) } }.hop(to: eventLoop)
     }
 
     public func isMember(_ socket: SocketID, ofAnyOf rooms: [Room], on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
@@ -190,10 +241,9 @@ public final class RedisPresenceStore: PresenceStore {
         }
         guard !rooms.isEmpty else { return eventLoop.makeSucceededFuture(false) }
         let checks = rooms.map { connection.send(["HEXISTS", .string(roomKey($0)), .string(socket)]) }
-        return EventLoopFuture.whenAllSucceed(checks, on: connection.eventLoop)
+        let reply = EventLoopFuture.whenAllSucceed(checks, on: connection.eventLoop)
             .map { replies in replies.contains { $0.integer == 1 } }
-            .flatMapErrorThrowing { _ in false }
-            .hop(to: eventLoop)
+        return bounded(reply) { false }.hop(to: eventLoop)
     }
 
     private static func entries(room: Room, hash: RESPValue) -> [PresenceEntry] {

@@ -9,6 +9,7 @@ import Synchronization
 public final class EngineServer: Sendable {
     public let configuration: EngineConfiguration
     let logger: Logger
+    let metrics: SignalMetrics
     private let sessions = Mutex<[String: NIOLoopBound<EngineSession>]>([:])
     /// Makes the layer above for a new session (Socket.IO); called on the session's loop.
     private let attach: @Sendable (EngineSession) -> Void
@@ -16,10 +17,12 @@ public final class EngineServer: Sendable {
     public init(
         configuration: EngineConfiguration,
         logger: Logger,
+        metrics: SignalMetrics,
         attach: @escaping @Sendable (EngineSession) -> Void
     ) {
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics
         self.attach = attach
     }
 
@@ -30,13 +33,14 @@ public final class EngineServer: Sendable {
     }
 
     /// Creates a session on `eventLoop` (the caller's). Nil when the node holds its maximum of sessions.
-    func openSession(transport: EngineSession.Transport, on eventLoop: any EventLoop) -> EngineSession? {
+    func openSession(transport: EngineSession.Transport, on eventLoop: any EventLoop, token: String? = nil) -> EngineSession? {
         let session = EngineSession(
             sid: IDGenerator.next(),
             transport: transport,
             eventLoop: eventLoop,
             configuration: configuration
         )
+        session.handshakeToken = token
         let bound = NIOLoopBound(session, eventLoop: eventLoop)
         let admitted = sessions.withLock { sessions -> Bool in
             guard sessions.count < configuration.maxSessions else { return false }
@@ -44,9 +48,13 @@ public final class EngineServer: Sendable {
             return true
         }
         guard admitted else { return nil }
+        metrics.transport(.opened(polling: session.isPolling))
         session.onClose = { [weak self] session in
-            _ = self?.sessions.withLock { $0.removeValue(forKey: session.sid) }
+            guard let self else { return }
+            _ = self.sessions.withLock { $0.removeValue(forKey: session.sid) }
+            self.metrics.transport(.closed(polling: session.isPolling))
         }
+        session.onUpgrade = { [weak self] _ in self?.metrics.transport(.upgraded) }
         attach(session)
         session.start()
         return session

@@ -35,7 +35,11 @@ public final class EngineSession {
     public var delegate: (any EngineSessionDelegate)?
     /// Called once when the session closes (the server removes it from its table).
     var onClose: ((EngineSession) -> Void)?
+    /// Called when the session moves from long-polling to its websocket (metrics).
+    var onUpgrade: ((EngineSession) -> Void)?
 
+    /// The `token` query parameter of the handshake request, if any.
+    public var handshakeToken: String?
     public private(set) var transport: Transport
     public private(set) var isClosed = false
     private var upgrade: Upgrade = .none
@@ -220,6 +224,7 @@ public final class EngineSession {
 
     private func completeUpgrade(to ws: any WebSocketConnection) {
         transport = .websocket(ws)
+        onUpgrade?(self)
         releaseHeldPollWithNoop()
         if !outbox.isEmpty {
             let frames = outbox

@@ -2,6 +2,7 @@ import Adapter
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
+import Synchronization
 
 /// Answers one held long-polling GET on its HTTP connection, from whatever loop the session is on.
 struct ChannelPollingResponder: PollingResponder {
@@ -124,6 +125,11 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch query.path {
         case "/healthz":
             respond(context: context, head: head, status: .ok, text: "ok\n")
+        case "/metrics":
+            guard let text = server.metricsText() else {
+                return respond(context: context, head: head, status: .notFound, text: "metrics are off\n")
+            }
+            respond(context: context, head: head, status: .ok, text: text, contentType: "text/plain; version=0.0.4; charset=utf-8")
         case "/readyz":
             let ready = server.isReady()
             respond(context: context, head: head, status: ready ? .ok : .serviceUnavailable, text: ready ? "ready\n" : "not ready\n")
@@ -161,9 +167,10 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             return pollingRequest(context: context, head: head, session: bound, body: body)
         }
         guard head.method == .GET else { return engineError(context: context, head: head, .badHandshakeMethod) }
+        guard !server.draining.load(ordering: .relaxed) else { return engineError(context: context, head: head, .forbidden) }
         guard query.eio == "4" else { return engineError(context: context, head: head, .unsupportedProtocolVersion) }
         guard transport == "polling" else { return engineError(context: context, head: head, .badRequest) }
-        guard let session = server.engine.openSession(transport: .polling, on: context.eventLoop) else {
+        guard let session = server.engine.openSession(transport: .polling, on: context.eventLoop, token: query.token.map(String.init)) else {
             return engineError(context: context, head: head, .forbidden)
         }
         var payload = ByteBuffer()

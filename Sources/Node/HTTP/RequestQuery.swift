@@ -4,6 +4,8 @@ struct RequestQuery {
     var eio: Substring?
     var transport: Substring?
     var sid: Substring?
+    /// A JWT given in the query string (`?token=…`), for clients that cannot send a CONNECT auth payload.
+    var token: Substring?
 
     init(target: String) {
         let question = target.firstIndex(of: "?")
@@ -17,6 +19,7 @@ struct RequestQuery {
             case "EIO": eio = value
             case "transport": transport = value
             case "sid": sid = value
+            case "token": token = value
             default: break
             }
         }

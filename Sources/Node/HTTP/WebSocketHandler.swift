@@ -46,12 +46,14 @@ final class EngineWebSocketHandler: ChannelInboundHandler {
 
     private let engine: EngineServer
     private let sid: String?
+    private let token: String?
     private var connection: ChannelWebSocketConnection?
     private var session: NIOLoopBound<EngineSession>?
 
-    init(engine: EngineServer, sid: String?) {
+    init(engine: EngineServer, sid: String?, token: String?) {
         self.engine = engine
         self.sid = sid
+        self.token = token
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -66,7 +68,7 @@ final class EngineWebSocketHandler: ChannelInboundHandler {
             let attach = { if !bound.value.webSocketConnected(connection) { connection.close() } }
             if bound.eventLoop.inEventLoop { attach() } else { bound.eventLoop.execute(attach) }
         } else {
-            guard let session = engine.openSession(transport: .websocket(connection), on: context.eventLoop) else {
+            guard let session = engine.openSession(transport: .websocket(connection), on: context.eventLoop, token: token) else {
                 connection.close()
                 return
             }

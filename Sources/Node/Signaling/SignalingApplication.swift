@@ -26,6 +26,8 @@ struct SignalingApplication: NamespaceHandler {
     final class Member {
         var names: [Room: String] = [:]
         var bucket: TokenBucket
+        /// The rooms the client's token allows (its `rooms` claim); nil allows any.
+        var allowedRooms: Set<Room>?
         private var queue = CircularBuffer<() -> EventLoopFuture<Void>?>()
         private var running = false
 
@@ -54,9 +56,32 @@ struct SignalingApplication: NamespaceHandler {
         }
     }
 
+    func socketWillConnect(_ socket: Socket, auth: PacketValue?) -> String? {
+        let member = Member(bucket: TokenBucket(rate: configuration.eventsPerSecond, capacity: configuration.eventBurst))
+        if let jwt = configuration.jwt {
+            guard let token = auth?["token"]?.stringValue ?? socket.handshakeToken else {
+                socket.namespace.metrics.error("unauthorized")
+                return "Authentication error: a token is required"
+            }
+            do {
+                let claims = try jwt.verify(token)
+                if let rooms = claims["rooms"]?.arrayValue {
+                    member.allowedRooms = Set(rooms.compactMap(\.stringValue))
+                }
+            } catch {
+                socket.namespace.metrics.error("unauthorized")
+                return "Authentication error: \(error)"
+            }
+        }
+        socket.attachment = member
+        return nil
+    }
+
     func socketConnected(_ socket: Socket) {
-        socket.attachment = Member(bucket: TokenBucket(rate: configuration.eventsPerSecond, capacity: configuration.eventBurst))
         socket.logger.debug("connected")
+        if !configuration.iceServers.isEmpty {
+            socket.emit("ice_servers", [configuration.iceServers.iceServers(for: socket.id)])
+        }
     }
 
     func socketDisconnected(_ socket: Socket, reason: String) {
@@ -157,6 +182,9 @@ struct SignalingApplication: NamespaceHandler {
             // Already in: no second announcement, just the roster.
             return .later(presence.members(of: room, on: eventLoop).map { Self.roster(room: room, socket: id, $0) })
         }
+        if let allowed = member.allowedRooms, !allowed.contains(room) {
+            throw SignalingError(.forbiddenRoom, "your token does not allow room \(room)")
+        }
         guard member.names.count < configuration.maxRoomsPerSocket else {
             throw SignalingError(.tooManyRooms, "a socket may be in at most \(configuration.maxRoomsPerSocket) rooms")
         }
@@ -165,6 +193,7 @@ struct SignalingApplication: NamespaceHandler {
         let namespace = socket.namespace
         let maxMembers = configuration.maxMembersPerRoom
         let presence = self.presence
+        let iceServers: PacketValue? = configuration.iceServers.isEmpty ? nil : configuration.iceServers.iceServers(for: id)
         let entry = PresenceEntry(room: room, socket: id, personName: name)
         let bound = NIOLoopBound((socket, member), eventLoop: eventLoop)
         return .later(
@@ -177,7 +206,12 @@ struct SignalingApplication: NamespaceHandler {
                     throw SignalingError(.roomFull, "room \(room) has its maximum of \(maxMembers) members")
                 }
                 namespace.emit("user_joined", [Self.peer(entry)], to: [room])
-                return Self.roster(room: room, socket: id, result.members)
+                var roster = Self.roster(room: room, socket: id, result.members)
+                if let iceServers, case .object(var fields) = roster {
+                    fields.append(("iceServers", iceServers))
+                    roster = .object(fields)
+                }
+                return roster
             }
         )
     }
@@ -314,6 +348,7 @@ struct SignalingApplication: NamespaceHandler {
 
     private func refuse(_ socket: Socket, _ event: String, _ ack: Ack?, _ error: SignalingError) {
         socket.logger.debug("refused", metadata: ["event": "\(event)", "code": "\(error.code.rawValue)"])
+        socket.namespace.metrics.error(error.code.rawValue)
         let payload = error.payload(event: event)
         if let ack { ack.send([payload]) } else { socket.emit("error", [payload]) }
     }

@@ -38,6 +38,10 @@ public struct SignalingConfiguration: Sendable {
     public var maxRoomsPerSocket = 16
     /// Members a room may have, cluster-wide.
     public var maxMembersPerRoom = 50
+    /// When set, CONNECT needs a valid JWT (auth `{token}` or `?token=`).
+    public var jwt: JWTVerifier? = nil
+    /// ICE servers (STUN, TURN with short-lived credentials) handed to clients.
+    public var iceServers = ICEServerConfiguration()
 
     public init() {}
 }

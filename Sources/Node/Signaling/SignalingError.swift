@@ -21,6 +21,8 @@ struct SignalingError: Error, Hashable {
         case tooManyRooms = "too_many_rooms"
         /// `join_room` of a room at its member limit.
         case roomFull = "room_full"
+        /// `join_room` of a room the client's token does not allow.
+        case forbiddenRoom = "forbidden_room"
     }
 
     var code: Code

@@ -1,4 +1,5 @@
 import Adapter
+import CoreMetrics
 import Logging
 import NIOCore
 import Synchronization
@@ -25,8 +26,11 @@ extension NamespaceHandler {
 /// a broadcast is encoded once and the same frames go to every recipient, one hop per event loop.
 public final class LocalSockets: LocalDelivery {
     private let sockets = Mutex<[SocketID: NIOLoopBound<Socket>]>([:])
+    let metrics: SignalMetrics
 
-    init() {}
+    init(metrics: SignalMetrics) {
+        self.metrics = metrics
+    }
 
     func add(_ socket: Socket) {
         let bound = NIOLoopBound(socket, eventLoop: socket.eventLoop)
@@ -41,6 +45,7 @@ public final class LocalSockets: LocalDelivery {
 
     public func deliver(_ packet: BroadcastPacket, to ids: [SocketID]) {
         let frames = SocketIOPacket(type: .event, nsp: packet.nsp, data: .array(packet.data)).engineFrames()
+        metrics.eventDelivered(packet.eventName, count: ids.count)
         deliver(frames, to: ids)
     }
 
@@ -91,23 +96,27 @@ public final class Namespace: Sendable {
     public let localSockets: LocalSockets
     let handler: any NamespaceHandler
     let logger: Logger
+    public let metrics: SignalMetrics
 
     public init(
         name: String,
         handler: any NamespaceHandler,
         logger: Logger,
+        metrics: SignalMetrics,
         makeAdapter: (String, any LocalDelivery) -> any Adapter
     ) {
         self.name = name
         self.handler = handler
         self.logger = logger
-        let localSockets = LocalSockets()
+        self.metrics = metrics
+        let localSockets = LocalSockets(metrics: metrics)
         self.localSockets = localSockets
         self.adapter = makeAdapter(name, localSockets)
     }
 
     /// Emits to every socket in `rooms` (everyone when empty) except those in `except`, cluster-wide.
     public func emit(_ event: String, _ arguments: [PacketValue], to rooms: [Room] = [], except: [Room] = []) {
+        metrics.broadcasts.increment()
         adapter.broadcast(
             BroadcastPacket(nsp: name, data: [.string(event)] + arguments),
             options: BroadcastOptions(rooms: rooms, except: except)

@@ -38,6 +38,8 @@ public final class Socket {
     }
 
     public var eventLoop: any EventLoop { connection.session.eventLoop }
+    /// The `token` query parameter of the Engine.IO handshake, if any.
+    public var handshakeToken: String? { connection.session.handshakeToken }
     public var adapter: any Adapter { namespace.adapter }
 
     /// Sends an event to this client only; `ack` is called with the client's answer.
@@ -85,6 +87,7 @@ public final class Socket {
     }
 
     func received(event: String, arguments: [PacketValue], ackID: Int?) {
+        namespace.metrics.eventReceived(event)
         namespace.handler.socket(self, event: event, arguments: arguments, ack: ackID.map { Ack(id: $0, socket: self) })
     }
 
