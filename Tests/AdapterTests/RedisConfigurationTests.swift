@@ -12,7 +12,7 @@ struct RedisConfigurationTests {
         #expect(configuration.password == nil)
         #expect(configuration.username == nil)
         #expect(configuration.database == nil)
-        #expect(configuration.handshake.isEmpty)
+        #expect(configuration.handshake == [RedisCommand(["PING"])])
     }
 
     @Test func portDefaultsTo6379() throws {
@@ -29,6 +29,7 @@ struct RedisConfigurationTests {
             configuration.handshake == [
                 RedisCommand(["AUTH", "s3cr@t"]),
                 RedisCommand(["SELECT", "3"]),
+                RedisCommand(["PING"]),
             ]
         )
     }
@@ -36,7 +37,7 @@ struct RedisConfigurationTests {
     @Test func readsUsernameForACLAuth() throws {
         let configuration = try RedisConfiguration(url: "redis://app:pw@h:1")
         #expect(configuration.username == "app")
-        #expect(configuration.handshake == [RedisCommand(["AUTH", "app", "pw"])])
+        #expect(configuration.handshake == [RedisCommand(["AUTH", "app", "pw"]), RedisCommand(["PING"])])
     }
 
     @Test func aLoneUserInfoIsThePassword() throws {

@@ -45,7 +45,8 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.maximumPendingCommands = maximumPendingCommands
     }
 
-    /// The commands that open every connection: AUTH and SELECT when configured.
+    /// The commands that open every connection: AUTH and SELECT when configured, then PING, so that a connection
+    /// counts as up only once the server answers (a frozen server still completes TCP handshakes).
     var handshake: [RedisCommand] {
         var commands: [RedisCommand] = []
         if let password = self.password {
@@ -58,6 +59,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         if let database = self.database {
             commands.append(RedisCommand(["SELECT", .integer(database)]))
         }
+        commands.append(RedisCommand(["PING"]))
         return commands
     }
 }
