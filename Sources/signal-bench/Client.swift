@@ -51,6 +51,9 @@ struct PhaseStats: Sendable {
     var delivery = makeLatencyHistogram()
     var signalHop = makeLatencyHistogram()
     var signalRTT = makeLatencyHistogram()
+    var offerHop = makeLatencyHistogram()
+    var answerHop = makeLatencyHistogram()
+    var iceHop = makeLatencyHistogram()
     var connect = makeLatencyHistogram()
     var messagesSent = 0
     var deliveries = 0
@@ -68,6 +71,9 @@ struct PhaseStats: Sendable {
         delivery.add(o.delivery)
         signalHop.add(o.signalHop)
         signalRTT.add(o.signalRTT)
+        offerHop.add(o.offerHop)
+        answerHop.add(o.answerHop)
+        iceHop.add(o.iceHop)
         connect.add(o.connect)
         messagesSent += o.messagesSent
         deliveries += o.deliveries
@@ -89,6 +95,13 @@ struct PhaseStats: Sendable {
         for (k, v) in o.serverErrors { serverErrors[k, default: 0] += v }
     }
 
+    var errorDetail: [String: Int] {
+        [
+            "connect_failures": connectFailures, "join_failures": joinFailures, "unexpected_closes": unexpectedCloses,
+            "server_error_events": serverErrors.values.reduce(0, +),
+        ]
+    }
+
     var errorCount: Int { serverErrors.values.reduce(0, +) + connectFailures + joinFailures + unexpectedCloses }
 }
 
@@ -108,7 +121,6 @@ final class LoopContext: @unchecked Sendable {
     var phase: UInt64 = 0
     var mode: LoadMode = .none
     var rng: FastRandom
-    private var pacer: RepeatedTask?
     private var pacerStart: UInt64 = 0
     private var pacerCount = 0
     private var pacerRate = 0.0
@@ -136,12 +148,17 @@ final class LoopContext: @unchecked Sendable {
         pacerStart = nowNanos()
         pacerCount = 0
         pacerNext = Int(rng.next() % UInt64(senders.count))
-        pacer = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(2)) { [self] _ in tick() }
+        pacerGeneration &+= 1
+        tick(pacerGeneration)
     }
 
-    private func tick() {
+    private var pacerGeneration = 0
+
+    /// Sends everything due, then sleeps until the next intended send time (NIO timers are timerfd-precise).
+    private func tick(_ generation: Int) {
+        guard generation == pacerGeneration else { return }
         let now = nowNanos()
-        let due = Int(Double(now &- pacerStart) * pacerRate / 1e9)
+        let due = Int(Double(now &- pacerStart) * pacerRate / 1e9) + 1
         while pacerCount < due {
             let intended = pacerStart &+ UInt64(Double(pacerCount) * 1e9 / pacerRate)
             let c = senders[pacerNext]
@@ -153,6 +170,8 @@ final class LoopContext: @unchecked Sendable {
             default: break
             }
         }
+        let next = pacerStart &+ UInt64(Double(pacerCount) * 1e9 / pacerRate)
+        loop.scheduleTask(deadline: .uptimeNanoseconds(next)) { [self] in tick(generation) }
     }
 
     /// Closed loop: each client keeps about `window` messages in flight, counting a message in flight until
@@ -173,8 +192,7 @@ final class LoopContext: @unchecked Sendable {
 
     func stop() {
         mode = .none
-        pacer?.cancel()
-        pacer = nil
+        pacerGeneration &+= 1
     }
 
     func counters() -> [ClientCounters] {
@@ -554,15 +572,18 @@ final class SIOClient: ChannelInboundHandler, @unchecked Sendable {
             lc.stats.staleDeliveries += 1
             return
         }
-        lc.stats.signalHop.recordNanos(now &- m.3)
+        let hop = now &- m.3
+        lc.stats.signalHop.recordNanos(hop)
         let tag = "~S~\(m.0):\(m.1):\(m.2):\(now):\(m.4)~"
         switch name {
         case "offer":
+            lc.stats.offerHop.recordNanos(hop)
             lc.stats.offersReceived += 1
             lc.stats.answersSent += 1
             sendText(
                 "42[\"answer\",{\"answer\":{\"type\":\"answer\",\"sdp\":\"\(tag)\(config.sdp)\"},\"toPeer\":\"\(peerSid)\"}]")
         case "answer":
+            lc.stats.answerHop.recordNanos(hop)
             lc.stats.answersReceived += 1
             lc.stats.signalRTT.recordNanos(now &- m.4)
             lc.stats.iceSent += 1
@@ -570,6 +591,7 @@ final class SIOClient: ChannelInboundHandler, @unchecked Sendable {
                 "42[\"ice_candidate\",{\"iccCandidate\":{\"candidate\":\"\(tag)\(config.candidate)\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0},\"toPeer\":\"\(peerSid)\"}]"
             )
         default:
+            lc.stats.iceHop.recordNanos(hop)
             lc.stats.iceReceived += 1
         }
     }

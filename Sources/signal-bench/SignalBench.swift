@@ -339,7 +339,7 @@ final class Bench: @unchecked Sendable {
             "phase": "connect", "clients": mainClients.count, "joined": ok, "failed": failed,
             "seconds": secs, "joins_per_s": Double(ok) / secs, "offered_rate": o.connectRate,
             "latency": s.connect.summary(), "user_joined_received": s.userJoined,
-            "errors": s.errorCount, "server_errors": s.serverErrors,
+            "errors": s.errorCount, "server_errors": s.serverErrors, "error_detail": s.errorDetail,
         ].merging(costs(a, b, events: ok, eventName: "connect+join")) { x, _ in x }
         log("connect: \(ok) joined, \(failed) failed in \(String(format: "%.2f", secs)) s; latency \(s.connect.line())")
         if measured { results.append(r) }
@@ -368,7 +368,7 @@ final class Bench: @unchecked Sendable {
             "misrouted": s.misrouted, "deliveries_per_s": Double(activeDeliveries) / activeSeconds,
             "deliveries_in_active_window": activeDeliveries,
             "messages_per_s": Double(s.messagesSent) / activeSeconds,
-            "latency": s.delivery.summary(), "errors": s.errorCount, "server_errors": s.serverErrors,
+            "latency": s.delivery.summary(), "errors": s.errorCount, "server_errors": s.serverErrors, "error_detail": s.errorDetail,
         ]
         r.merge(costs(a, b, events: s.deliveries, eventName: "room delivery")) { x, _ in x }
         log(
@@ -451,14 +451,16 @@ final class Bench: @unchecked Sendable {
             "rounds_completed": s.iceReceived, "signals_relayed": relayed, "lost": max(0, sent - relayed),
             "stale": s.staleDeliveries, "signals_per_s": Double(relayed) / active,
             "latency": s.signalHop.summary(), "round_trip_latency": s.signalRTT.summary(),
-            "errors": s.errorCount, "server_errors": s.serverErrors,
+            "offer_latency": s.offerHop.summary(), "answer_latency": s.answerHop.summary(),
+            "ice_latency": s.iceHop.summary(),
+            "errors": s.errorCount, "server_errors": s.serverErrors, "error_detail": s.errorDetail,
         ]
         r.merge(costs(a, b, events: relayed, eventName: "relayed signal")) { x, _ in x }
         if let cpu = r["cpu_ms_servers_total"] as? Double, s.iceReceived > 0 {
             r["cpu_us_per_round"] = cpu * 1000 / Double(s.iceReceived)
         }
         log(
-            "signal: \(s.offersSent) rounds, relayed \(relayed)/\(sent) (lost \(max(0, sent - relayed))); hop \(s.signalHop.line()); offer→answer \(s.signalRTT.line())"
+            "signal: \(s.offersSent) rounds, relayed \(relayed)/\(sent) (lost \(max(0, sent - relayed))); hop \(s.signalHop.line()); offer→answer \(s.signalRTT.line()); offer \(s.offerHop.line()); answer \(s.answerHop.line()); ice \(s.iceHop.line())"
         )
         results.append(r)
     }
@@ -513,7 +515,7 @@ final class Bench: @unchecked Sendable {
         let s = collectStats()
         results.append([
             "phase": "idle", "url": ep.description, "steps": steps, "latency": s.connect.summary(),
-            "errors": s.errorCount, "server_errors": s.serverErrors, "user_joined_received": s.userJoined,
+            "errors": s.errorCount, "server_errors": s.serverErrors, "error_detail": s.errorDetail, "user_joined_received": s.userJoined,
         ])
     }
 

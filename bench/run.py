@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Benchmark run: our cluster (2 signal-node + redis-server) and a python-socketio cluster (2 nodes of
+bench/py_signal_server.py + AsyncRedisManager + redis-server) under the same load from signal-bench, one after
+the other on this machine. Writes bench/results/<impl>-<scenario>.json; then bench/report.py turns them into
+BENCHMARKS.md figures and bench/results/plot.png.
+
+Scenarios, each on a freshly started cluster (see /work/shared/notes/performance.md for the method):
+  main     connect+join 200 clients at 200/s (rooms of 4, members alternating over both nodes), broadcast
+           400 msgs/s for 10 s, saturation (closed loop) for 10 s, offer/answer/ICE at 100 rounds/s for 10 s
+  idle     idle WebSocket connections to node 1, each joined to a room: RSS of node 1 at each count
+  fanout   rooms hosted entirely on one node (layout local), 400 msgs/s: bytes each node receives from Redis
+           (ours: --redis-mode pattern and per-room)
+
+Usage: python3 bench/run.py [--impl swift,python] [--scenario main,idle,fanout] [--idle-counts 1000,5000,10000]
+Needs: release builds of signal-node and signal-bench (--bin-dir), redis-server, python-socketio, redis (PyPI).
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+
+EVENT_LIMITS = ["--event-rate", "1000000", "--event-burst", "1000000"]
+
+
+def wait_http(url, timeout=20.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready")
+
+
+class Cluster:
+    def __init__(self, impl, redis_port, base_port, bin_dir, mode="pattern", log_dir=RESULTS):
+        self.impl, self.redis_port, self.base_port, self.bin_dir, self.mode = impl, redis_port, base_port, bin_dir, mode
+        self.procs = {}
+        self.log_dir = log_dir
+
+    def start(self):
+        for port in (self.redis_port, self.base_port + 1, self.base_port + 2):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    raise RuntimeError(f"port {port} is already in use")
+        self.procs["redis"] = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--maxclients", "1000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.time() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            if time.time() > end:
+                raise RuntimeError("redis did not start")
+            time.sleep(0.05)
+        url = f"redis://127.0.0.1:{self.redis_port}"
+        for n in (1, 2):
+            port = self.base_port + n
+            log = open(os.path.join(self.log_dir, f"{self.impl}-node{n}.log"), "w")
+            if self.impl == "swift":
+                cmd = [os.path.join(self.bin_dir, "signal-node"), "--host", "127.0.0.1", "--port", str(port),
+                       "--redis", url, "--redis-mode", self.mode, "--node-id", f"n{n}", "--ice-event", "underscore",
+                       "--log-level", "warning", *EVENT_LIMITS]
+            else:
+                cmd = [sys.executable, os.path.join(HERE, "py_signal_server.py"), "--host", "127.0.0.1",
+                       "--port", str(port), "--redis", url, "--ice-event", "underscore"]
+            self.procs[f"node{n}"] = subprocess.Popen(cmd, stdout=log, stderr=log)
+        for n in (1, 2):
+            wait_http(f"http://127.0.0.1:{self.base_port + n}/healthz")
+            if self.impl == "swift":
+                wait_http(f"http://127.0.0.1:{self.base_port + n}/readyz")
+        time.sleep(1.0)
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{self.impl} {name} exited ({p.returncode})")
+        return self
+
+    def urls(self):
+        return [f"http://127.0.0.1:{self.base_port + n}" for n in (1, 2)]
+
+    def watch_args(self):
+        out = []
+        for name, p in self.procs.items():
+            out += ["--watch", f"{name}={p.pid}"]
+        return out + ["--redis-port", str(self.redis_port)]
+
+    def stop(self):
+        for name in ("node1", "node2", "redis"):
+            p = self.procs.get(name)
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = {}
+
+
+def bench(bin_dir, cluster, label, out, extra):
+    cmd = [os.path.join(bin_dir, "signal-bench"), "--label", label, "--json", out, *cluster.watch_args()]
+    for u in cluster.urls():
+        cmd += ["--url", u]
+    cmd += extra
+    print("$ " + " ".join(cmd), flush=True)
+    with open(out.replace(".json", ".txt"), "w") as txt:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        txt.write(p.stdout)
+        print(p.stdout, flush=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"signal-bench failed ({p.returncode})")
+    with open(out) as f:
+        doc = json.load(f)
+    doc["command"] = " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--impl", default="swift,python")
+    ap.add_argument("--scenario", default="main,idle,fanout")
+    ap.add_argument("--bin-dir", default=os.path.join(ROOT, ".build", "release"))
+    ap.add_argument("--idle-counts", default="1000,5000,10000")
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=400)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--signal-rate", type=float, default=100)
+    ap.add_argument("--window", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1, help="signal-bench event loop threads")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
+    args = ap.parse_args()
+
+    os.makedirs(RESULTS, exist_ok=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers and signal-bench inherit it
+    print(f"RLIMIT_NOFILE {hard}", flush=True)
+    for tool in ("redis-server", "redis-cli", "ss"):
+        if not shutil.which(tool):
+            sys.exit(f"missing {tool}")
+
+    # Unusual ports: other servers on this machine may hold the usual ones.
+    ports = {"swift": (47391, 47100), "python": (47392, 47200)}
+    common = ["--clients", str(args.clients), "--rate", str(args.rate), "--duration", str(args.duration),
+              "--saturate-duration", str(args.duration), "--signal-rate", str(args.signal_rate),
+              "--window", str(args.window), "--threads", str(args.threads)]
+    for impl in args.impl.split(","):
+        rport, base = ports[impl]
+        for scen in args.scenario.split(","):
+            modes = ["pattern", "per-room"] if (scen == "fanout" and impl == "swift") else ["pattern"]
+            for mode in modes:
+                name = f"{impl}-{scen}" + (f"-{mode}" if scen == "fanout" and impl == "swift" else "") + args.tag
+                out = os.path.join(RESULTS, name + ".json")
+                print(f"\n=== {name} ===", flush=True)
+                c = Cluster(impl, rport, base, args.bin_dir, mode=mode).start()
+                try:
+                    if scen == "main":
+                        extra = ["--phases", "connect,broadcast,saturate,signal", *common]
+                    elif scen == "idle":
+                        extra = ["--phases", "idle", "--idle-counts", args.idle_counts, "--rss", "node1",
+                                 "--idle-url", c.urls()[0], "--idle-connect-rate", "200", "--threads",
+                                 str(args.threads)]
+                    else:
+                        extra = ["--phases", "broadcast", "--layout", "local", *common]
+                    bench(args.bin_dir, c, f"{impl}" + (f" ({mode})" if impl == "swift" else ""), out, extra)
+                finally:
+                    c.stop()
+                time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()
