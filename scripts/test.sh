@@ -8,7 +8,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
 missing=()
-for package in libhiredis-dev redis-server pkg-config; do
+for package in libhiredis-dev redis-server pkg-config chromium chromium-driver haproxy docker-compose; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if ! python3 -c 'import socketio, aiohttp, msgpack, pytest, pytest_asyncio, requests' 2>/dev/null; then
+if ! python3 -c 'import socketio, aiohttp, msgpack, pytest, pytest_asyncio, requests, selenium, aiortc' 2>/dev/null; then
     echo "== installing Python test dependencies"
     python3 -m pip install -q -r Tests/integration/requirements.txt
 fi
