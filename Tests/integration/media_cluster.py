@@ -11,6 +11,7 @@ With no STUN/TURN server its ICE candidates are host candidates on this machine'
 kernel delivers locally (nothing leaves the machine).
 """
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ import time
 import uuid
 
 import pytest
+import socketio
 
 from cluster import Cluster
 from conftest import SWIFT
@@ -213,3 +215,250 @@ class Browsers:
     def quit_all(self):
         for browser in self.made:
             browser.quit()
+
+
+# --------------------------------------------------------------------------------------------
+# A WebRTC peer speaking the seed client's events (aiortc + python-socketio)
+# --------------------------------------------------------------------------------------------
+
+FRAMES = 15  # video frames a SeedPeer must receive to count as "receiving"
+
+
+@pytest.fixture
+def loopback_ice(monkeypatch):
+    """aioice gathers host candidates on every interface but loopback; keep the test on loopback only."""
+    import aioice.ice
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
+
+
+def split_candidates(sdp):
+    """The SDP without its candidate lines, and those candidates as RTCIceCandidate JSON (what a browser's
+    candidate.toJSON() gives)."""
+    lines, candidates = [], []
+    index, mid, ufrag = -1, None, None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            index += 1
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:"):]
+        elif line.startswith("a=ice-ufrag:"):
+            ufrag = line[len("a=ice-ufrag:"):]
+        if line.startswith("a=candidate:"):
+            candidates.append({"candidate": line[2:], "sdpMLineIndex": index, "mid": mid})
+            continue
+        if line == "a=end-of-candidates":
+            continue
+        lines.append(line)
+    for c in candidates:
+        c["sdpMid"] = c.pop("mid")
+        c["usernameFragment"] = ufrag
+    return "\r\n".join(lines) + "\r\n", candidates
+
+
+class SeedPeer:
+    """A WebRTC peer with the seed client's call flow and events (aiortc + python-socketio), minus its ICE bugs.
+
+    Like the seed's VideoGridView: one RTCPeerConnection per remote socket id in `pcs`; when `offers_on_join`,
+    a member that sees another socket's `user_joined` creates a connection, sends its candidates at once and
+    its offer `offer_delay` seconds later (the seed waited 5 s); an incoming `offer` creates a new connection
+    for its sender (replacing any, as the seed did) and is answered; an `answer` goes to the connection of its
+    sender. Unlike the seed, candidates that arrive before the remote description are queued, not dropped.
+    aiortc does not trickle: the candidates are taken out of the SDP and sent as `ice_candidate` events, so
+    they reach the other side only through the server."""
+
+    def __init__(self, name, node, offers_on_join=True, offer_delay=0.0):
+        self.name = name
+        self.node = node
+        self.offers_on_join = offers_on_join
+        self.offer_delay = offer_delay
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.pcs = {}  # remote socket id -> RTCPeerConnection (the seed's peerConnections)
+        self.all_pcs = []
+        self.pending = {}  # remote socket id -> candidates received before its remote description
+        self.frames = []  # (width, height, pts, monotonic time) of every video frame received
+        self.first_frame_at = None
+        self.got_frames = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.joined = loop.create_future()
+        self.peer_joined = loop.create_future()
+        self.offer_sent = loop.create_future()
+        self.events = []  # (event name, payload) of the signaling events received
+        self.tasks = []
+        self.errors = []
+        self.sio.on("user_joined", self._on_user_joined)
+        self.sio.on("user_left", self._on_user_left)
+        self.sio.on("offer", self._on_offer)
+        self.sio.on("answer", self._on_answer)
+        self.sio.on("ice_candidate", self._on_candidate)
+        self.sio.on("ice-candidate", self._on_hyphen_candidate)
+
+    @property
+    def id(self):
+        return self.sio.get_sid()
+
+    @property
+    def pc(self):
+        """The connection to the one remote peer (tests with two parties)."""
+        return next(iter(self.pcs.values()), None)
+
+    async def connect(self):
+        await asyncio.wait_for(self.sio.connect(self.node.url, transports=["polling", "websocket"]), 10)
+
+    async def join(self, room):
+        """join_room without an ack (the seed's client asks for none); returns on our own user_joined."""
+        self.room = room
+        await self.sio.emit("join_room", {"roomName": room, "personName": self.name})
+        await asyncio.wait_for(self.joined, 10)
+
+    def _new_pc(self, remote):
+        from aiortc import RTCPeerConnection, VideoStreamTrack
+
+        pc = RTCPeerConnection()
+        pc.addTrack(VideoStreamTrack())
+        pc.on("track", self._on_track)
+        self.pcs[remote] = pc
+        self.all_pcs.append(pc)
+        return pc
+
+    async def _emit(self, event, payload):
+        await self.sio.emit(event, payload)
+
+    # signaling
+
+    async def _on_user_joined(self, peer):
+        self.events.append(("user_joined", peer))
+        if peer["socketId"] == self.id:
+            if not self.joined.done():
+                self.joined.set_result(peer)
+            return
+        if not self.joined.done():
+            # Announced before our own user_joined: a member who was there first, whose announcement reached
+            # our node just after we joined (a cross-node race of a few ms). Not a newcomer: do not offer.
+            return
+        if not self.peer_joined.done():
+            self.peer_joined.set_result(peer)
+        if self.offers_on_join:
+            self.tasks.append(asyncio.ensure_future(self.offer(peer["socketId"])))
+
+    async def _on_user_left(self, peer):
+        self.events.append(("user_left", peer))
+
+    async def offer(self, to):
+        """The seed client's member side: a new connection for the newcomer, candidates at once, the offer
+        after offer_delay."""
+        try:
+            pc = self._new_pc(to)
+            await pc.setLocalDescription(await pc.createOffer())
+            sdp, candidates = split_candidates(pc.localDescription.sdp)
+            for c in candidates:
+                await self._emit("ice_candidate", {"iccCandidate": c, "fromPeer": self.id, "toPeer": to})
+            if self.offer_delay:
+                await asyncio.sleep(self.offer_delay)
+            await self._emit("offer", {"offer": {"type": "offer", "sdp": sdp}, "fromPeer": self.id, "toPeer": to})
+            if not self.offer_sent.done():
+                self.offer_sent.set_result(time.monotonic())
+        except Exception as error:  # surfaced by the test
+            self.errors.append(f"offer to {to}: {error!r}")
+
+    async def _on_offer(self, message):
+        from aiortc import RTCSessionDescription
+
+        self.events.append(("offer", message))
+        remote = message["fromPeer"]
+        try:
+            pc = self._new_pc(remote)  # the seed replaced any connection it had with this peer
+            await pc.setRemoteDescription(RTCSessionDescription(**message["offer"]))
+            await self._flush(remote)
+            await pc.setLocalDescription(await pc.createAnswer())
+            sdp, candidates = split_candidates(pc.localDescription.sdp)
+            await self._emit("answer", {"answer": {"type": "answer", "sdp": sdp}, "fromPeer": self.id,
+                                        "toPeer": remote})
+            for c in candidates:
+                await self._emit("ice_candidate", {"iccCandidate": c, "fromPeer": self.id, "toPeer": remote})
+        except Exception as error:
+            self.errors.append(f"offer from {remote}: {error!r}")
+
+    async def _on_answer(self, message):
+        from aiortc import RTCSessionDescription
+
+        self.events.append(("answer", message))
+        remote = message["fromPeer"]
+        pc = self.pcs.get(remote)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(**message["answer"]))
+            await self._flush(remote)
+        except Exception as error:
+            self.errors.append(f"answer from {remote}: {error!r}")
+
+    async def _on_candidate(self, message):
+        self.events.append(("ice_candidate", message))
+        remote = message["fromPeer"]
+        pc = self.pcs.get(remote)
+        if pc is None or pc.remoteDescription is None:
+            self.pending.setdefault(remote, []).append(message["iccCandidate"])
+            return
+        await self._add(pc, message["iccCandidate"])
+
+    async def _on_hyphen_candidate(self, message):
+        self.events.append(("ice-candidate", message))  # the seed server's name; counted, not used
+
+    async def _flush(self, remote):
+        for candidate in self.pending.pop(remote, []):
+            await self._add(self.pcs[remote], candidate)
+
+    async def _add(self, pc, c):
+        from aiortc.sdp import candidate_from_sdp
+
+        try:
+            candidate = candidate_from_sdp(c["candidate"].split(":", 1)[1])
+            candidate.sdpMid = c["sdpMid"]
+            candidate.sdpMLineIndex = c["sdpMLineIndex"]
+            await pc.addIceCandidate(candidate)
+        except Exception as error:
+            self.errors.append(f"candidate {c!r}: {error!r}")
+
+    # media
+
+    def _on_track(self, track):
+        if track.kind == "video":
+            self.tasks.append(asyncio.ensure_future(self._receive(track)))
+
+    async def _receive(self, track):
+        from aiortc.mediastreams import MediaStreamError
+
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                if self.first_frame_at is None:
+                    self.first_frame_at = now
+                self.frames.append((frame.width, frame.height, frame.pts, now))
+                if len(self.frames) >= FRAMES:
+                    self.got_frames.set()
+        except MediaStreamError:
+            pass
+
+    def frames_since(self, moment):
+        return sum(1 for *_, at in self.frames if at > moment)
+
+    def describe(self):
+        pcs = {remote[:6]: f"ice={pc.iceConnectionState} conn={pc.connectionState} sig={pc.signalingState}"
+               for remote, pc in self.pcs.items()}
+        return (f"{self.name} on {self.node.node_id} ({self.id}): {pcs} frames={len(self.frames)} "
+                f"pending={ {k[:6]: len(v) for k, v in self.pending.items()} } errors={self.errors} "
+                f"events={[e for e, _ in self.events]}")
+
+    async def close(self):
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for pc in self.all_pcs:
+            try:
+                await asyncio.wait_for(pc.close(), 5)
+            except Exception:
+                pass
+        try:
+            await asyncio.wait_for(self.sio.disconnect(), 5)
+        except Exception:
+            pass

@@ -7,12 +7,14 @@ set, which is how docs/demo.png is made:
     SIGNAL_DEMO_SCREENSHOT=$PWD/docs/demo.png python3 -m pytest Tests/integration/test_browser.py -k screenshot -s
 """
 
+import asyncio
 import os
 import time
 
 import pytest
 
-from media_cluster import MEDIA_TIMEOUT, Browsers, require_browser, start_cluster, unique, wait_until
+from media_cluster import (MEDIA_TIMEOUT, Browsers, SeedPeer, loopback_ice, require_aiortc,  # noqa: F401
+                           require_browser, start_cluster, unique, wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +198,77 @@ def test_three_browsers_screenshot(media_cluster, browsers, tmp_path):
     print(f"\n[screenshot] {path} ({size} bytes)")
     for browser, _ in people:
         assert browser.errors() == [], (browser.name, browser.errors())
+
+
+async def test_demo_calls_a_seed_client(media_cluster, browsers, loopback_ice):
+    """The demo page (member, n1) and a peer that behaves like the seed's client (newcomer, n2: aiortc with the
+    seed's events; it never offers): the page offers after its fallback delay and both sides get video; the tile
+    goes when the seed client disconnects."""
+    require_aiortc()
+    n1, n2 = media_cluster[0], media_cluster[1]
+    room = unique("seed")
+    alice = browsers.new("Alice")
+    await asyncio.to_thread(alice.open, n1, room)
+    await asyncio.to_thread(own_id, alice)
+    bob = SeedPeer("Bob", n2)
+    try:
+        await bob.connect()
+        started = time.monotonic()
+        await bob.join(room)
+        try:
+            await asyncio.wait_for(bob.got_frames.wait(), MEDIA_TIMEOUT)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise AssertionError(f"the seed client got no video from the page: {bob.describe()}\n"
+                                 f"{await asyncio.to_thread(alice.diagnostics)}") from None
+        stats = await asyncio.to_thread(wait_until, lambda: decoding(alice, [bob.id]), MEDIA_TIMEOUT,
+                                        "the page decoding the seed client's video", 0.1, alice.diagnostics)
+        elapsed = time.monotonic() - started
+        assert stats[bob.id]["videoWidth"] == 640 and stats[bob.id]["name"] == "Bob"
+        assert bob.errors == [], bob.describe()
+        log = await asyncio.to_thread(alice.page_log)
+        assert "no offer from Bob" in log, log
+        print(f"\n[seed client] join → video both ways in {elapsed * 1000:.0f} ms (includes the page's "
+              f"{4000} ms wait for an offer that a seed client never sends)")
+        await bob.close()
+        await asyncio.to_thread(wait_until, lambda: alice.js("return demo.tileCount()") == 0, 10,
+                                "the page's tile of the seed client removed", 0.1, alice.diagnostics)
+    finally:
+        await bob.close()
+
+
+async def test_demo_joins_a_seed_client(media_cluster, browsers, loopback_ice):
+    """A seed-like client (aiortc, n2) is in the room and the demo page (n1) joins: the page offers from the
+    roster at once, and the seed client's own offer comes later (as the seed did, after a delay) on a second
+    connection of its own. Video flows both ways and keeps flowing after that late offer."""
+    require_aiortc()
+    n1, n2 = media_cluster[0], media_cluster[1]
+    room = unique("seedmember")
+    bob = SeedPeer("Bob", n2, offer_delay=1.5)
+    alice = browsers.new("Alice")
+    try:
+        await bob.connect()
+        await bob.join(room)
+        await asyncio.to_thread(alice.open, n1, room)
+        alice_id = await asyncio.to_thread(own_id, alice)
+        try:
+            await asyncio.wait_for(bob.got_frames.wait(), MEDIA_TIMEOUT)
+            offered_at = await asyncio.wait_for(bob.offer_sent, 10)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise AssertionError(f"{bob.describe()}\n{await asyncio.to_thread(alice.diagnostics)}") from None
+        await asyncio.sleep(3)  # the late offer has been handled by now
+        stats = await asyncio.to_thread(wait_until, lambda: decoding(alice, [bob.id]), MEDIA_TIMEOUT,
+                                        "the page decoding the seed client's video", 0.1, alice.diagnostics)
+        before = stats[bob.id]["framesDecoded"]
+        since = time.monotonic()
+        await asyncio.sleep(1)
+        after = (await asyncio.to_thread(alice.stats))[bob.id]
+        assert after["framesDecoded"] - before >= 5, (after, await asyncio.to_thread(alice.diagnostics))
+        assert bob.frames_since(since) >= 5, bob.describe()
+        assert bob.frames_since(offered_at + 1) >= 5, bob.describe()
+        log = await asyncio.to_thread(alice.page_log)
+        assert "1 already here" in log and "ignored an offer from a second connection of Bob" in log, log
+        assert len(bob.pcs) == 1 and len(bob.all_pcs) == 2, bob.describe()  # its own offer's connection idles
+        assert bob.pc.connectionState == "connected", bob.describe()
+        assert alice_id == next(m for e, m in bob.events if e == "offer")["fromPeer"]
+    finally:
+        await bob.close()

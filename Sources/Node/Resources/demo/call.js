@@ -19,6 +19,12 @@
 const OFFER_FALLBACK_MS = 4000;
 const JOIN_ACK_TIMEOUT_MS = 5000;
 
+/// The first DTLS fingerprint of an SDP (the certificate of the connection that wrote it).
+function fingerprint(sdp) {
+  const match = /^a=fingerprint:(.*)$/m.exec(sdp || "");
+  return match ? match[1].trim().toLowerCase() : null;
+}
+
 class Call {
   constructor(socket, hooks = {}) {
     this.socket = socket;
@@ -301,6 +307,12 @@ class Call {
         this.createConnection(peer, false);
       }
       const pc = peer.pc;
+      if (description.type === "offer" && pc.remoteDescription && fingerprint(description.sdp) !== fingerprint(pc.remoteDescription.sdp)) {
+        // A new DTLS certificate under the same socket id: not a renegotiation but a second connection of the
+        // peer (the seed's client offers from a new connection after it already answered ours). Keep ours.
+        this.log(`ignored an offer from a second connection of ${peer.name}`);
+        return;
+      }
       const readyForOffer = !peer.makingOffer && (pc.signalingState === "stable" || peer.settingAnswer);
       const collision = description.type === "offer" && !readyForOffer;
       peer.ignoreOffer = !this.polite(peer) && collision;
