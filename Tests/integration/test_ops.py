@@ -1,0 +1,335 @@
+"""Operations and security of signal-node, against the real binary:
+
+- /healthz, /readyz (single node; 503 while Redis is down in a cluster), /metrics in the Prometheus text
+  format with exact counter values after a scripted scenario, and the Redis counters;
+- JSON logs (`--log-format json`): every stderr line one JSON object with ts, level, msg and node.id;
+- invalid settings stop start-up with a clear message and a non-zero exit;
+- graceful drain on SIGTERM with real clients behind a tiny TCP proxy: they reconnect to the other node and
+  re-join, the room sees user_left for the old ids and user_joined for the new ones, and the node exits 0;
+- JWT on CONNECT (HS256 with --jwt-secret, RS256 with --jwt-public-key-file; auth or ?token=; the `rooms`
+  claim), made by hand here (hmac/base64/json, RSA with `cryptography`);
+- TURN REST credentials (username `<expiry>:<socketId>`, credential base64(HMAC-SHA1(secret, username)));
+- --allowed-origins for polling (CORS) and WebSocket upgrades.
+
+Every wait is bounded (conftest TIMEOUT unless said otherwise).
+"""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import aiohttp
+import pytest
+import requests
+import socketio
+
+from cluster import (RedisServer, cluster_clients, cluster_factory,  # noqa: F401
+                     http_status)
+from conftest import SWIFT, TIMEOUT, Client, free_port, swift_binary, unique
+
+pytestmark = pytest.mark.skipif(not SWIFT, reason="operations flags exist only in signal-node")
+
+AUTH_ERROR = "Authentication error"
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus text format
+# --------------------------------------------------------------------------------------------
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+
+
+class Metrics:
+    """A parsed exposition: samples[(name, frozenset(labels))] = value, types[family] = type."""
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = {}
+        self.types = {}
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            where = f"line {lineno}: {line!r}"
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 2 and parts[1] in ("HELP", "TYPE"):
+                    assert len(parts) >= 3 and _NAME.fullmatch(parts[2]), f"bad {parts[1]} {where}"
+                    if parts[1] == "TYPE":
+                        assert len(parts) == 4 and parts[3].strip() in _TYPES, f"bad TYPE {where}"
+                        assert parts[2] not in self.types, f"second TYPE for {parts[2]} {where}"
+                        assert not any(n == parts[2] for n, _ in self.samples), \
+                            f"TYPE after samples of {parts[2]} {where}"
+                        self.types[parts[2]] = parts[3].strip()
+                continue
+            name, labels, value = self._sample(line, where)
+            key = (name, frozenset(labels.items()))
+            assert key not in self.samples, f"duplicate sample {where}"
+            self.samples[key] = value
+
+    @staticmethod
+    def _sample(line, where):
+        m = _NAME.match(line)
+        assert m, f"no metric name {where}"
+        name, i = m.group(0), m.end()
+        labels = {}
+        if i < len(line) and line[i] == "{":
+            i += 1
+            while True:
+                if line[i] == "}":
+                    i += 1
+                    break
+                lm = _LABEL.match(line, i)
+                assert lm and line[lm.end():lm.end() + 2] == '="', f"bad label {where}"
+                i = lm.end() + 2
+                value = []
+                while line[i] != '"':
+                    if line[i] == "\\":
+                        value.append({"\\": "\\", '"': '"', "n": "\n"}[line[i + 1]])
+                        i += 2
+                    else:
+                        value.append(line[i])
+                        i += 1
+                i += 1
+                assert lm.group(0) not in labels, f"label {lm.group(0)} twice {where}"
+                labels[lm.group(0)] = "".join(value)
+                if line[i] == ",":
+                    i += 1
+                else:
+                    assert line[i] == "}", f"bad label list {where}"
+        rest = line[i:].split()
+        assert rest and len(rest) <= 2 and line[i:i + 1] in (" ", "\t"), f"bad value {where}"
+        value = float(rest[0])  # also Nan, +Inf
+        if len(rest) == 2:
+            int(rest[1])  # a timestamp in ms
+        return name, labels, value
+
+    def get(self, name, **labels):
+        return self.samples.get((name, frozenset(labels.items())))
+
+    def value(self, name, **labels):
+        v = self.get(name, **labels)
+        assert v is not None, f"no sample {name}{labels or ''} in /metrics:\n{self.text}"
+        return v
+
+    def family(self, name):
+        return {dict(k[1]).get(next(iter(dict(k[1])), ""), ""): v
+                for k, v in self.samples.items() if k[0] == name}
+
+    def type_of(self, sample_name):
+        for family in (sample_name, re.sub(r"_(total|count|sum|bucket)$", "", sample_name)):
+            if family in self.types:
+                return self.types[family]
+        return None
+
+
+async def scrape(url, timeout=TIMEOUT):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            body = await r.text()
+            assert r.status == 200, f"/metrics answered {r.status}: {body!r}"
+            ctype = r.headers.get("Content-Type", "")
+            assert ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype
+            return Metrics(body)
+
+
+async def wait_metrics(url, predicate, what, timeout=TIMEOUT):
+    """Scrape until predicate(metrics) holds; return the metrics. Fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = await scrape(url)
+        if predicate(m):
+            return m
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/metrics of {url}: {what} not reached within {timeout}s:\n{m.text}")
+        await asyncio.sleep(0.05)
+
+
+def test_prometheus_parser():
+    m = Metrics('# HELP a_total An a.\n# TYPE a_total counter\na_total{x="1",y="q\\"\\\\n"} 3\n'
+                'b 2.5 1700000000000\n# TYPE g gauge\ng{t="w",} 0.0\n')
+    assert m.value("a_total", x="1", y='q"\\n') == 3
+    assert m.value("b") == 2.5 and m.value("g", t="w") == 0 and m.type_of("a_total") == "counter"
+    for bad in ("a{x=1} 2", "a 1 2 3", "a{x=\"1\"}2", "1a 2", "# TYPE a countr\n"):
+        with pytest.raises(AssertionError):
+            Metrics(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Health and readiness
+# --------------------------------------------------------------------------------------------
+
+def test_healthz_and_readyz_single_node(server):
+    r = requests.get(server.url + "/healthz", timeout=TIMEOUT)
+    assert r.status_code == 200
+    r = requests.get(server.url + "/readyz", timeout=TIMEOUT)
+    assert r.status_code == 200, r.text  # in-memory rooms: always ready
+
+
+async def test_readyz_503_while_redis_down(cluster_factory):
+    c = cluster_factory("pattern", n=2)
+    assert [await http_status(n.url, "/readyz") for n in c] == [200, 200]
+    c.redis.kill()
+    took = await c.wait_readyz(503, timeout=5)
+    # /healthz stays 200: the process is fine, only its adapter is not
+    assert [await http_status(n.url, "/healthz") for n in c] == [200, 200]
+    c.redis.start()  # the same port
+    await c.wait_readyz(200, timeout=10)
+    assert took < 5
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+
+async def new_client(url, transport="websocket", name=None):
+    c = Client(url, transport, name)
+    await c.connect()
+    return c
+
+
+async def test_metrics_exact_after_scripted_traffic(server_factory):
+    """Fresh node, then: A and B (websocket) and C (polling) connect; A and B join one room; A sends 3
+    messages; C, not in the room, sends one (refused not_in_room); then A leaves by disconnecting."""
+    s = server_factory()
+    m0 = await scrape(s.url)
+    assert m0.value("signal_sessions") == 0 and m0.value("signal_rooms") == 0
+    assert m0.value("signal_events_in_total", event="message") == 0
+
+    room = unique()
+    a = await new_client(s.url, "websocket", "alice")
+    b = await new_client(s.url, "websocket", "bob")
+    c = await new_client(s.url, "polling", "carol")
+    try:
+        await a.join(room)
+        await b.join(room)
+        assert (await a.expect("user_joined"))["socketId"] == b.sid
+        for i in range(3):
+            await a.emit("message", {"roomName": room, "content": f"hello {i}"})
+        for who in (a, b):
+            for i in range(3):
+                assert (await who.expect("message"))["content"] == f"hello {i}"
+        await c.emit("message", {"roomName": room, "content": "let me in"})
+        err = await c.expect("error")
+        assert err["code"] == "not_in_room" and err["event"] == "message", err
+
+        m = await scrape(s.url)
+        for sample in m.samples:
+            assert m.type_of(sample[0]) is not None, f"{sample[0]} has no # TYPE line"
+        assert m.type_of("signal_events_in_total") == "counter"
+        assert m.type_of("signal_connections") == "gauge"
+        assert m.type_of("signal_sessions") == "gauge"
+        expected = {
+            ("signal_events_in_total", "message"): 4,      # 3 relayed + 1 refused
+            ("signal_events_out_total", "message"): 6,     # 3 messages x 2 members
+            ("signal_events_in_total", "join_room"): 2,
+            ("signal_events_out_total", "user_joined"): 3,  # 1 (alice alone) + 2 (bob's join)
+            ("signal_events_in_total", "leave_room"): 0,
+            ("signal_events_out_total", "user_left"): 0,
+        }
+        got = {k: m.value(k[0], event=k[1]) for k in expected}
+        assert got == expected
+        assert m.value("signal_errors_total", code="not_in_room") == 1
+        assert m.get("signal_errors_total", code="unauthorized") in (None, 0)
+        assert m.value("signal_connections", transport="websocket") == 2
+        assert m.value("signal_connections", transport="polling") == 1
+        assert m.value("signal_connections_opened_total") == 3
+        assert m.value("signal_sessions") == 3
+        assert m.value("signal_rooms") == 4  # the room + one socket-id room per socket
+        assert m.value("signal_broadcasts_total") == 5  # 2 user_joined + 3 messages
+        # every counter is a whole number
+        for (name, _), v in m.samples.items():
+            if m.type_of(name) == "counter":
+                assert v == int(v) and v >= 0, (name, v)
+
+        a_sid = a.sid
+        await a.close()
+        assert (await b.expect("user_left"))["socketId"] == a_sid
+        m = await wait_metrics(
+            s.url, lambda m: m.value("signal_sessions") == 2
+            and m.value("signal_connections", transport="websocket") == 1,
+            "sessions 2 and websocket connections 1 after alice left")
+        assert m.value("signal_events_out_total", event="user_left") == 1  # to bob
+        assert m.value("signal_rooms") == 3
+        assert m.value("signal_connections", transport="polling") == 1
+        assert m.value("signal_events_in_total", event="message") == 4  # counters never go down
+    finally:
+        for x in (a, b, c):
+            await x.close()
+
+
+async def test_metrics_count_direct_emits(server_factory):
+    """Events sent to one socket (the `error` event of a refused event, `ice_servers` on connect) are
+    events out too: signal_events_out_total has `error` and `ice_servers` labels for them."""
+    s = server_factory("--stun-urls", "stun:s.example:3478")
+    c = await new_client(s.url, "websocket")
+    try:
+        await c.expect("ice_servers")
+        await c.emit("message", {"roomName": unique(), "content": "x"})
+        assert (await c.expect("error"))["code"] == "not_in_room"
+        m = await scrape(s.url)
+        assert m.value("signal_errors_total", code="not_in_room") == 1
+        assert (m.value("signal_events_out_total", event="ice_servers"),
+                m.value("signal_events_out_total", event="error")) == (1, 1), \
+            "events emitted to one socket are not counted in signal_events_out_total"
+    finally:
+        await c.close()
+
+
+def test_metrics_off(server_factory):
+    s = server_factory("--metrics", "false")
+    r = requests.get(s.url + "/metrics", timeout=TIMEOUT)
+    assert r.status_code == 404
+
+
+async def test_metrics_redis_published_and_dropped(cluster_factory, cluster_clients):
+    c = cluster_factory("pattern", n=2)
+    room = unique()
+    a = await cluster_clients.new(c[0], name="alice", fence=False)
+    b = await cluster_clients.new(c[1], name="bob", fence=False)
+    await a.join(room)
+    await b.join(room)
+    assert (await a.expect("user_joined"))["socketId"] == b.sid
+
+    before = await scrape(c[0].url)
+    for name in ("signal_redis_published_total", "signal_redis_dropped_total",
+                 "signal_redis_received_total", "signal_redis_reconnects_total"):
+        assert before.type_of(name) == "counter", name
+    assert before.value("signal_redis_dropped_total") == 0
+    p0 = before.value("signal_redis_published_total")
+    assert p0 >= 1  # at least alice's user_joined (bob's went out from n2)
+
+    for i in range(3):
+        await a.emit("message", {"roomName": room, "content": f"via redis {i}"})
+    for who in (a, b):
+        for i in range(3):
+            assert (await who.expect("message"))["content"] == f"via redis {i}"
+    after = await scrape(c[0].url)
+    assert after.value("signal_redis_published_total") >= p0 + 3
+    assert after.value("signal_redis_dropped_total") == 0
+    assert (await scrape(c[1].url)).value("signal_redis_received_total") >= 3
+
+    # Redis goes away: a's messages still reach a (local), and each lost publish is counted
+    c.redis.kill()
+    await c.wait_readyz(503, timeout=5)
+    for i in range(2):
+        await a.emit("message", {"roomName": room, "content": f"lost {i}"})
+        # local delivery does not need Redis
+        assert (await a.expect("message"))["content"] == f"lost {i}"
+    m = await wait_metrics(c[0].url, lambda m: m.value("signal_redis_dropped_total") >= 2,
+                           "signal_redis_dropped_total >= 2 after 2 messages while Redis is down")
+    assert m.value("signal_redis_dropped_total") == 2, m.text
+    assert m.value("signal_redis_published_total") == after.value("signal_redis_published_total")
+    b.assert_none("message")
+    c.redis.start()
+    await c.wait_readyz(200, timeout=10)
