@@ -333,3 +333,121 @@ async def test_metrics_redis_published_and_dropped(cluster_factory, cluster_clie
     b.assert_none("message")
     c.redis.start()
     await c.wait_readyz(200, timeout=10)
+
+
+# --------------------------------------------------------------------------------------------
+# Logs and settings
+# --------------------------------------------------------------------------------------------
+
+class RawNode:
+    """signal-node with stdout and stderr in separate files (conftest's ServerProcess merges them)."""
+
+    def __init__(self, *args):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.out = tempfile.NamedTemporaryFile(prefix="signal-out-", delete=False)
+        self.err = tempfile.NamedTemporaryFile(prefix="signal-err-", delete=False)
+        self.proc = subprocess.Popen(
+            [str(swift_binary()), "--host", "127.0.0.1", "--port", str(self.port), *args],
+            stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL)
+
+    def wait_healthy(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"exited with {self.proc.returncode}:\n{self.stderr()}"
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not healthy within {timeout}s:\n{self.stderr()}")
+
+    def stderr(self):
+        with open(self.err.name, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stdout(self):
+        with open(self.out.name, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+async def test_json_logs(request):
+    """--log-format json: every stderr line is one JSON object with ts, level, msg and node.id, whatever
+    logs it (listener, sockets at debug level, the Redis adapter losing Redis, the drain)."""
+    redis = RedisServer().start()
+    node = RawNode("--log-format", "json", "--log-level", "debug", "--node-id", "json-node",
+                   "--redis", redis.url, "--drain-timeout", "2000")
+    try:
+        node.wait_healthy()
+        c = await new_client(node.url, "websocket", "jason")
+        await c.join(unique())
+        await c.emit("message", {"roomName": unique(), "content": 'quote " backslash \\ newline \n'})
+        await c.expect("error")
+        await c.close()
+        redis.kill()  # the adapter and presence log the lost connection
+        await asyncio.sleep(0.5)
+        node.proc.send_signal(signal.SIGTERM)
+        assert node.proc.wait(10) == 0
+    finally:
+        node.kill()
+        redis.stop()
+    text = node.stderr()
+    lines = text.splitlines()
+    assert len(lines) >= 5, text
+    levels = set()
+    msgs = []
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"stderr line is not JSON: {line!r}\n--- stderr ---\n{text}") from None
+        assert isinstance(obj, dict), line
+        for key in ("ts", "level", "msg", "node.id"):
+            assert key in obj, f"no {key!r} in {line!r}"
+        assert obj["node.id"] == "json-node", line
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", obj["ts"]), line
+        assert obj["level"] in ("trace", "debug", "info", "notice", "warning", "error", "critical"), line
+        levels.add(obj["level"])
+        msgs.append(obj["msg"])
+    assert "listening" in msgs and "draining" in msgs and "drained" in msgs, msgs
+    assert "debug" in levels, f"--log-level debug gave no debug lines: {msgs}"
+    assert node.stdout() == "", f"stdout is not empty: {node.stdout()!r}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "--port"),
+    (["--redis", "http://x"], "--redis"),
+    (["--ice-event", "foo"], "--ice-event"),
+    (["--turn-secret", "x"], "--turn-urls"),
+    (["--log-format", "xml"], "--log-format"),
+    (["--log-level", "loud"], "--log-level"),
+    (["--redis-mode", "sharded"], "--redis-mode"),
+    (["--turn-ttl", "0"], "--turn-ttl"),
+    (["--drain-timeout", "-1"], "--drain-timeout"),
+    (["--jwt-public-key-file", "/nonexistent/key.pem"], "--jwt-public-key-file"),
+])
+def test_invalid_settings_stop_startup(args, message, tmp_path):
+    port = free_port()
+    p = subprocess.run([str(swift_binary()), "--host", "127.0.0.1", *args] +
+                       ([] if "--port" in args else ["--port", str(port)]),
+                       capture_output=True, text=True, timeout=15)
+    assert p.returncode != 0, f"{args} started (or exited 0): {p.stderr}"
+    first = p.stderr.strip().splitlines()[0] if p.stderr.strip() else ""
+    assert first.startswith("Error:") and message in first, f"unclear message for {args}: {p.stderr!r}"
+    # nothing listened
+    with pytest.raises(requests.RequestException):
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+
+
+def test_invalid_public_key_file(tmp_path):
+    bad = tmp_path / "not-a-key.pem"
+    bad.write_text("-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n")
+    p = subprocess.run([str(swift_binary()), "--host", "127.0.0.1", "--port", str(free_port()),
+                        "--jwt-public-key-file", str(bad)], capture_output=True, text=True, timeout=15)
+    assert p.returncode != 0 and "--jwt-public-key-file" in p.stderr, p.stderr
