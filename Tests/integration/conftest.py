@@ -5,6 +5,8 @@ Server under test (env SIGNAL_SERVER):
              <repo>/.build/debug/signal-node, started as
              `signal-node --host 127.0.0.1 --port N [extra args]`
   reference  reference_server.py (python-socketio) next to this file
+SIGNAL_SERVER_ARGS adds flags to every server started (e.g. "--threads 2", or
+"--bug NAME" for the reference server, to check that the suite catches that bug).
 
 Every server is started on a free loopback port, waited for with GET /healthz,
 killed at teardown, and its output is printed when a test that used it fails.
@@ -13,6 +15,7 @@ killed at teardown, and its output is printed when a test that used it fails.
 import asyncio
 import itertools
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -22,9 +25,15 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+import engineio.payload
 import pytest
 import requests
 import socketio
+
+# python-engineio refuses polling payloads of more than 16 packets ("Too many packets in
+# payload"); browsers' engine.io-client has no such limit, and a burst of room traffic can
+# exceed it in one GET.
+engineio.payload.Payload.max_decode_packets = 100000
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -62,7 +71,9 @@ class ServerProcess:
     """One server under test, on its own port, output captured to a temp file."""
 
     def __init__(self, extra_args=()):
-        self.extra_args = [str(a) for a in extra_args]
+        # SIGNAL_SERVER_ARGS: extra flags for every server started (e.g. "--threads 2")
+        self.extra_args = shlex.split(os.environ.get("SIGNAL_SERVER_ARGS", "")) + \
+            [str(a) for a in extra_args]
         self.host = "127.0.0.1"
         self.port = None
         self.proc = None

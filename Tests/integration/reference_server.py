@@ -24,6 +24,7 @@ GET /healthz answers 200 "ok" once listening.
 
 import argparse
 import asyncio
+import datetime
 import email.utils
 import logging
 import signal
@@ -31,6 +32,23 @@ import sys
 
 import socketio
 from aiohttp import web
+
+
+# Deliberate bugs, for checking that the test suite notices them (--bug NAME, repeatable).
+BUGS = {
+    "user_left_to_all": "user_left also sent to the leaver",
+    "user_joined_to_others": "user_joined not sent to the joiner",
+    "message_no_sender": "chat message not echoed to the sender",
+    "message_twice": "chat message delivered twice",
+    "iso_timestamp": "timestamp in ISO 8601 instead of toUTCString",
+    "relay_to_room": "offer/answer/ice relayed to everyone but the sender",
+    "relay_sorted_keys": "relayed objects re-serialised with sorted keys",
+    "relay_to_sender": "offer/answer/ice also sent back to the sender",
+    "legacy_to_all": "legacy receive-* also sent to the sender",
+    "ack_everything": "unknown events with an ack id are answered",
+    "no_join_ack": "join_room never answers an ack",
+    "isolate_none": "room messages go to every socket",
+}
 
 
 def patch_engineio(args):
@@ -70,6 +88,10 @@ def patch_engineio(args):
     Packet.__init__ = init
     Packet.encode = encode
 
+    # python-engineio refuses a polling payload of more than 16 packets; Node has no limit.
+    import engineio.payload
+    engineio.payload.Payload.max_decode_packets = 100000
+
 
 def build_app(args):
     patch_engineio(args)
@@ -106,6 +128,8 @@ def build_app(args):
         "hyphen": ["ice-candidate"],
     }[args.ice_event]
 
+    bug = set(args.bug)
+
     def field(data, key):
         if isinstance(data, dict):
             return data.get(key)
@@ -129,7 +153,10 @@ def build_app(args):
             "user_joined",
             {"personName": person, "roomName": room, "socketId": sid},
             room=room,
+            skip_sid=sid if "user_joined_to_others" in bug else None,
         )
+        if "no_join_ack" in bug:
+            return sio.not_handled
         # Returned value becomes the ack payload when the client asked for one.
         return {"roomName": room, "socketId": sid, "peers": []}
 
@@ -141,7 +168,13 @@ def build_app(args):
             "content": field(data, "content"),
             "timestamp": email.utils.formatdate(usegmt=True),
         }
-        await sio.emit("message", out, room=room)
+        if "iso_timestamp" in bug:
+            out["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        target = None if "isolate_none" in bug else room
+        skip = sid if "message_no_sender" in bug else None
+        await sio.emit("message", out, room=target, skip_sid=skip)
+        if "message_twice" in bug:
+            await sio.emit("message", out, room=target, skip_sid=skip)
         # The seed never answers acks for these events.
         return sio.not_handled
 
@@ -149,6 +182,11 @@ def build_app(args):
     async def leave_room(sid, data):
         room = field(data, "roomName")
         person = field(data, "personName")
+        if "user_left_to_all" in bug:  # announce before leaving, to the leaver too
+            await sio.emit("user_left",
+                           {"personName": person, "roomName": room, "socketId": sid}, room=room)
+            await sio.leave_room(sid, room)
+            return sio.not_handled
         await sio.leave_room(sid, room)
         await sio.emit(
             "user_left",
@@ -162,7 +200,12 @@ def build_app(args):
         to = field(data, "toPeer")
         if not isinstance(to, str):
             return
-        await sio.emit(name, data, room=to, skip_sid=sid)
+        if "relay_sorted_keys" in bug and isinstance(data, dict):
+            data = dict(sorted(data.items()))
+        target = None if "relay_to_room" in bug else to
+        await sio.emit(name, data, room=target, skip_sid=sid)
+        if "relay_to_sender" in bug:
+            await sio.emit(name, data, to=sid)
 
     @sio.on("offer")
     async def offer(sid, data):
@@ -184,13 +227,18 @@ def build_app(args):
         async def handler(sid, *args):
             # socket.broadcast.emit: every other connected socket, any room.
             await sio.emit(dst, args[0] if len(args) == 1 else list(args),
-                           skip_sid=sid)
+                           skip_sid=None if "legacy_to_all" in bug else sid)
             return sio.not_handled
         sio.on(src, handler)
 
     legacy("send-offer", "receive-offer")
     legacy("send-answer", "receive-answer")
     legacy("send-icecandidate", "receive-icecandidate")
+
+    if "ack_everything" in bug:
+        @sio.on("*")
+        async def any_event(event, sid, *args):
+            return {"acked": event}
 
     return app
 
@@ -221,6 +269,8 @@ def parse_args(argv=None):
     p.add_argument("--ice-event", choices=["both", "underscore", "hyphen"],
                    default="both")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--bug", action="append", default=[], choices=sorted(BUGS),
+                   help="deliberately break one behaviour (to check that the tests catch it)")
     return p.parse_args(argv)
 
 

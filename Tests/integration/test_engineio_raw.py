@@ -164,6 +164,18 @@ class Raw:
                 pass
 
 
+async def raw_join_in_order(room, members):
+    """join_room one after the other; each member reads the user_joined of itself and of every
+    later joiner."""
+    joined = []
+    for who, raw in members:
+        await raw.send("42" + compact(["join_room", {"roomName": room, "personName": who}]))
+        for _, r in joined + [(who, raw)]:
+            ev = sio_event(await r.recv())
+            assert ev[0] == "user_joined" and ev[1]["personName"] == who, ev
+        joined.append((who, raw))
+
+
 async def ws_closed_within(ws, timeout):
     """True when the websocket gets closed by the server within timeout (other frames are
     read and dropped)."""
@@ -343,11 +355,7 @@ async def test_binary_attachment_relay(server, raws, receiver_mode):
     await alice.connect()
     await bob.connect()
     room = unique()
-    for who, raw in (("alice", alice), ("bob", bob)):
-        await raw.send("42" + compact(["join_room", {"roomName": room, "personName": who}]))
-    assert sio_event(await alice.recv())[0] == "user_joined"
-    assert sio_event(await alice.recv())[0] == "user_joined"
-    assert sio_event(await bob.recv())[0] == "user_joined"
+    await raw_join_in_order(room, [("alice", alice), ("bob", bob)])
 
     header = "451-" + compact(["message", {"roomName": room, "personName": "alice",
                                            "content": {"_placeholder": True, "num": 0}}])
@@ -368,10 +376,14 @@ async def test_binary_attachment_relay(server, raws, receiver_mode):
 async def test_websocket_binary_frames(server, raws):
     alice = await raws(server, "websocket")
     bob = await raws(server, "websocket")
-    await alice.connect()
+    alice_sid = await alice.connect()
     bob_sid = await bob.connect()
+    room = unique()
+    await raw_join_in_order(room, [("alice", alice), ("bob", bob)])
     # two attachments, placeholders out of order (fixture 08)
-    header = "452-" + compact(["offer", {"toPeer": bob_sid, "a": {"_placeholder": True, "num": 1},
+    header = "452-" + compact(["offer", {"offer": {"type": "offer", "sdp": "v=0\r\n"},
+                                         "fromPeer": alice_sid, "toPeer": bob_sid,
+                                         "a": {"_placeholder": True, "num": 1},
                                          "b": [{"_placeholder": True, "num": 0}]}])
     await alice.send(header, b"\x00\xff", b"second")
     pkt = await bob.recv()

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import SWIFT, TIMEOUT, unique
+from conftest import SWIFT, TIMEOUT, Client, unique
 
 TIMESTAMP_RE = re.compile(
     r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} "
@@ -223,7 +223,8 @@ async def test_ice_candidate_relayed_under_both_names(clients, transport):
 
 
 async def test_relay_to_peer_in_another_room(clients, transport):
-    """toPeer is a socket id, not a room member check: the seed relays to any socket."""
+    """toPeer is a socket id, not a room member check: the seed relays to any socket
+    (`socket.to(toPeer)`), whichever rooms the two are in."""
     _, (alice,) = await room_of(clients, transport, ["alice"])
     _, (bob,) = await room_of(clients, transport, ["bob"])
     sent = sdp_payload("offer", alice, bob)
@@ -322,8 +323,8 @@ async def test_binary_message_content(clients, transport):
 async def test_binary_offer_relay(clients, transport):
     """Binary values nested in a relayed object come through intact, in place."""
     room, (alice, bob) = await room_of(clients, transport, ["alice", "bob"])
-    sent = {"offer": {"type": "offer", "blob": b"\x01\x02\x03\x04"}, "fromPeer": alice.sid,
-            "toPeer": bob.sid, "more": [b"", b"\xff" * 1000]}
+    sent = {"offer": {"type": "offer", "sdp": "v=0\r\n", "blob": b"\x01\x02\x03\x04"},
+            "fromPeer": alice.sid, "toPeer": bob.sid, "more": [b"", b"\xff" * 1000]}
     await alice.emit("offer", sent)
     got = await bob.expect("offer")
     assert got == sent
@@ -354,3 +355,29 @@ async def test_unknown_event_with_ack_not_answered(clients, transport):
     # and the connection is still usable
     await c.join(unique())
     assert c.sio.connected
+
+
+@pytest.mark.parametrize("flag,names", [("underscore", ["ice_candidate"]),
+                                        ("hyphen", ["ice-candidate"]),
+                                        ("both", ["ice_candidate", "ice-candidate"])])
+async def test_ice_event_flag(server_factory, flag, names):
+    s = server_factory("--ice-event", flag)
+    alice = Client(s.url, "websocket", "alice")
+    bob = Client(s.url, "websocket", "bob")
+    try:
+        await alice.connect()
+        await bob.connect()
+        room = unique()
+        await alice.join(room)
+        await bob.join(room)
+        assert (await alice.expect("user_joined"))["socketId"] == bob.sid
+        sent = ice_payload(alice, bob)
+        await alice.emit("ice_candidate", sent)
+        for name in names:
+            assert_exact(await bob.expect(name), sent)
+        await bob.fence()
+        bob.assert_none("ice_candidate", "ice-candidate")
+        alice.assert_none("ice_candidate", "ice-candidate")
+    finally:
+        await alice.close()
+        await bob.close()
