@@ -451,3 +451,196 @@ def test_invalid_public_key_file(tmp_path):
     p = subprocess.run([str(swift_binary()), "--host", "127.0.0.1", "--port", str(free_port()),
                         "--jwt-public-key-file", str(bad)], capture_output=True, text=True, timeout=15)
     assert p.returncode != 0 and "--jwt-public-key-file" in p.stderr, p.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# JWT on CONNECT
+# --------------------------------------------------------------------------------------------
+
+JWT_SECRET = "test-jwt-secret-0123456789"
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_jwt(claims, *, secret=JWT_SECRET, rsa_key=None, alg=None, header=None):
+    """A compact JWS: HS256 with `secret`, RS256 with `rsa_key` (PKCS#1 v1.5, SHA-256), or `alg: none`."""
+    alg = alg or ("RS256" if rsa_key is not None else "HS256")
+    header = header or {"alg": alg, "typ": "JWT"}
+    signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
+                     b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    if alg == "HS256":
+        key = secret if isinstance(secret, bytes) else secret.encode()
+        sig = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    elif alg == "RS256":
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        sig = rsa_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    else:
+        sig = b""
+    return signing_input + "." + b64url(sig)
+
+
+def forge(header, claims, signature):
+    """A token with any header and signature bytes."""
+    return ".".join([b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()),
+                     b64url(signature)])
+
+
+def claims(**extra):
+    now = int(time.time())
+    return {"sub": f"user-{uuid.uuid4().hex[:6]}", "iat": now, "exp": now + 300, **extra}
+
+
+async def connect_with(url, *, auth=None, token_query=None, transport="websocket"):
+    """Connect a Client with `auth` and/or `?token=`; return it (connected)."""
+    c = Client(url + (f"?token={token_query}" if token_query else ""), transport)
+    await asyncio.wait_for(
+        c.sio.connect(c.url, transports=[transport] if transport != "default" else None,
+                      auth=auth, wait_timeout=TIMEOUT), TIMEOUT + 2)
+    return c
+
+
+async def refused_with(url, *, auth=None, token_query=None, transport="websocket"):
+    """Connect and expect a CONNECT_ERROR; return its message."""
+    sio = socketio.AsyncClient(reconnection=False)
+    errors = []
+    sio.on("connect_error", lambda data=None: errors.append(data))
+    full = url + (f"?token={token_query}" if token_query else "")
+    try:
+        await asyncio.wait_for(sio.connect(full, transports=[transport], auth=auth,
+                                           wait_timeout=TIMEOUT), TIMEOUT + 2)
+    except socketio.exceptions.ConnectionError:
+        pass
+    else:
+        await sio.disconnect()
+        raise AssertionError(f"connected with auth={auth!r} token_query={token_query!r}")
+    finally:
+        try:
+            await asyncio.wait_for(sio.disconnect(), 2)
+        except Exception:
+            pass
+    assert errors, "no connect_error"
+    data = errors[0]
+    message = data.get("message") if isinstance(data, dict) else data
+    assert isinstance(message, str), data
+    return message
+
+
+@pytest.fixture
+def hs_server(server_factory):
+    return server_factory("--jwt-secret", JWT_SECRET)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_jwt_hs256_accepted_in_auth_and_query(hs_server, transport):
+    a = await connect_with(hs_server.url, auth={"token": make_jwt(claims())}, transport=transport)
+    b = await connect_with(hs_server.url, token_query=make_jwt(claims()), transport=transport)
+    try:
+        room = unique()
+        await a.join(room)  # no rooms claim: any room
+        await b.join(room)
+        assert (await a.expect("user_joined"))["socketId"] == b.sid
+        # exp a little in the past is still within the 5 s leeway
+        c = await connect_with(hs_server.url, auth={"token": make_jwt(claims(exp=int(time.time()) - 2))},
+                               transport=transport)
+        await c.close()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_jwt_hs256_refused(hs_server):
+    now = int(time.time())
+    cases = {
+        "missing": dict(),
+        "empty auth": dict(auth={}),
+        "wrong signature": dict(auth={"token": make_jwt(claims(), secret="another-secret")}),
+        "wrong signature in query": dict(token_query=make_jwt(claims(), secret="another-secret")),
+        "tampered claims": dict(auth={"token": (lambda t: t.split(".")[0] + "." + b64url(
+            json.dumps(claims(rooms=["x"])).encode()) + "." + t.split(".")[2])(make_jwt(claims()))}),
+        "expired": dict(auth={"token": make_jwt(claims(exp=now - 60))}),
+        "not yet valid": dict(auth={"token": make_jwt(claims(nbf=now + 60))}),
+        "alg none": dict(auth={"token": make_jwt(claims(), alg="none")}),
+        "alg none, HS256 signature kept": dict(auth={"token": (lambda t: make_jwt(
+            claims(), header={"alg": "none"}).rsplit(".", 1)[0] + "." + t.rsplit(".", 1)[1])(
+            make_jwt(claims()))}),
+        "RS256 on an HS256-only node": dict(auth={"token": forge({"alg": "RS256"}, claims(), b"\x00" * 256)}),
+        "garbage": dict(auth={"token": "not.a.jwt"}),
+        "not a string": dict(auth={"token": 42}),
+    }
+    messages = {}
+    for what, kwargs in cases.items():
+        messages[what] = await refused_with(hs_server.url, **kwargs)
+    bad = {k: v for k, v in messages.items() if not v.startswith(AUTH_ERROR)}
+    assert not bad, f"refused without an '{AUTH_ERROR}' message: {bad}"
+    assert "expired" in messages["expired"], messages["expired"]
+    m = await scrape(hs_server.url)
+    assert m.value("signal_errors_total", code="unauthorized") == len(cases)
+
+
+async def test_jwt_rooms_claim(hs_server):
+    allowed, other = unique("allowed"), unique("other")
+    c = await connect_with(hs_server.url, auth={"token": make_jwt(claims(rooms=[allowed]))})
+    free = await connect_with(hs_server.url, auth={"token": make_jwt(claims())})
+    try:
+        ack = await c.emit_with_ack("join_room", {"roomName": allowed, "personName": "ann"})
+        assert ack[0]["roomName"] == allowed and ack[0]["socketId"] == c.sid, ack
+        assert (await c.expect("user_joined"))["socketId"] == c.sid
+        ack = await c.emit_with_ack("join_room", {"roomName": other, "personName": "ann"})
+        assert ack[0]["code"] == "forbidden_room" and ack[0]["event"] == "join_room", ack
+        # without an ack: the `error` event
+        await c.emit("join_room", {"roomName": other, "personName": "ann"})
+        assert (await c.expect("error"))["code"] == "forbidden_room"
+        # not in the room: messages to it are refused
+        ack = await c.emit_with_ack("message", {"roomName": other, "content": "hi"})
+        assert ack[0]["code"] == "not_in_room", ack
+        # a token without the claim joins anything
+        await free.join(other)
+        c.assert_none("user_joined")
+        m = await scrape(hs_server.url)
+        assert m.value("signal_errors_total", code="forbidden_room") == 2
+    finally:
+        await c.close()
+        await free.close()
+
+
+@pytest.fixture(scope="module")
+def rsa_keys():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, other, pem
+
+
+async def test_jwt_rs256(server_factory, rsa_keys, tmp_path):
+    key, other, pem = rsa_keys
+    path = tmp_path / "jwt-public.pem"
+    path.write_bytes(pem)
+    s = server_factory("--jwt-public-key-file", str(path))
+    room = unique("rs")
+    c = await connect_with(s.url, auth={"token": make_jwt(claims(rooms=[room]), rsa_key=key)})
+    q = await connect_with(s.url, token_query=make_jwt(claims(), rsa_key=key), transport="polling")
+    try:
+        await c.join(room)
+        ack = await c.emit_with_ack("join_room", {"roomName": unique(), "personName": "x"})
+        assert ack[0]["code"] == "forbidden_room", ack
+        await q.join(room)
+    finally:
+        await c.close()
+        await q.close()
+    cases = {
+        "signed by another key": dict(auth={"token": make_jwt(claims(), rsa_key=other)}),
+        "expired": dict(auth={"token": make_jwt(claims(exp=int(time.time()) - 60), rsa_key=key)}),
+        # the classic confusion: HS256 with the public key's PEM as the HMAC secret
+        "HS256 keyed with the public key": dict(auth={"token": make_jwt(claims(), secret=pem)}),
+        "alg none": dict(auth={"token": make_jwt(claims(), alg="none")}),
+        "missing": dict(),
+    }
+    messages = {what: await refused_with(s.url, **kw) for what, kw in cases.items()}
+    bad = {k: v for k, v in messages.items() if not v.startswith(AUTH_ERROR)}
+    assert not bad, f"refused without an '{AUTH_ERROR}' message: {bad}"
