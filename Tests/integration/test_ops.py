@@ -644,3 +644,131 @@ async def test_jwt_rs256(server_factory, rsa_keys, tmp_path):
     messages = {what: await refused_with(s.url, **kw) for what, kw in cases.items()}
     bad = {k: v for k, v in messages.items() if not v.startswith(AUTH_ERROR)}
     assert not bad, f"refused without an '{AUTH_ERROR}' message: {bad}"
+
+
+# --------------------------------------------------------------------------------------------
+# STUN / TURN
+# --------------------------------------------------------------------------------------------
+
+TURN_SECRET = "sekrit"
+TURN_TTL = 600
+STUN_URL = "stun:s.example:3478"
+TURN_URLS = ["turn:t.example:3478", "turns:t.example:5349?transport=tcp"]
+
+
+def check_ice_servers(servers, sid, secret=TURN_SECRET, ttl=TURN_TTL):
+    assert isinstance(servers, list) and len(servers) == 2, servers
+    stun, turn = servers
+    assert stun == {"urls": [STUN_URL]}, stun
+    assert set(turn) == {"urls", "username", "credential"}, turn
+    assert turn["urls"] == TURN_URLS, turn
+    expiry, _, who = turn["username"].partition(":")
+    assert who == sid, f"username {turn['username']!r} is not <expiry>:{sid}"
+    assert abs(int(expiry) - (time.time() + ttl)) <= 5, f"expiry {expiry} is not now+{ttl}"
+    expected = base64.b64encode(hmac.new(secret.encode(), turn["username"].encode(),
+                                         hashlib.sha1).digest()).decode()
+    assert turn["credential"] == expected, f"credential {turn['credential']!r}, HMAC-SHA1 gives {expected!r}"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_turn_credentials(server_factory, transport):
+    s = server_factory("--stun-urls", STUN_URL, "--turn-urls", ",".join(TURN_URLS),
+                       "--turn-secret", TURN_SECRET, "--turn-ttl", str(TURN_TTL))
+    a = await new_client(s.url, transport, "ann")
+    b = await new_client(s.url, transport, "ben")
+    try:
+        for c in (a, b):
+            check_ice_servers(await c.expect("ice_servers"), c.sid)
+        room = unique()
+        ack = await a.emit_with_ack("join_room", {"roomName": room, "personName": "ann"})
+        roster = ack[0]
+        assert roster["roomName"] == room and roster["socketId"] == a.sid and roster["peers"] == []
+        check_ice_servers(roster["iceServers"], a.sid)
+        ack = await b.emit_with_ack("join_room", {"roomName": room, "personName": "ben"})
+        assert ack[0]["peers"] == [{"socketId": a.sid, "personName": "ann"}]
+        check_ice_servers(ack[0]["iceServers"], b.sid)
+        # only once per connection
+        a.assert_none("ice_servers")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_no_ice_servers_without_configuration(server, clients):
+    c = await clients.new("websocket")
+    ack = await c.emit_with_ack("join_room", {"roomName": unique(), "personName": "x"})
+    assert "iceServers" not in ack[0], ack
+    await c.fence()
+    c.assert_none("ice_servers")
+
+
+async def test_stun_only(server_factory):
+    s = server_factory("--stun-urls", f"{STUN_URL}, stun:s2.example:19302")
+    c = await new_client(s.url)
+    try:
+        assert await c.expect("ice_servers") == [{"urls": [STUN_URL, "stun:s2.example:19302"]}]
+    finally:
+        await c.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Allowed origins
+# --------------------------------------------------------------------------------------------
+
+HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
+WS_HANDSHAKE = "/socket.io/?EIO=4&transport=websocket"
+GOOD, EVIL = "http://good.example", "http://evil.example"
+
+
+async def ws_upgrade_status(server, origin):
+    """The HTTP status of a websocket upgrade with this Origin (101 when it opened)."""
+    async with aiohttp.ClientSession() as s:
+        try:
+            async with s.ws_connect(server.url.replace("http", "ws") + WS_HANDSHAKE, origin=origin,
+                                    timeout=aiohttp.ClientWSTimeout(ws_close=TIMEOUT)) as ws:
+                msg = await asyncio.wait_for(ws.receive(), TIMEOUT)
+                assert msg.type == aiohttp.WSMsgType.TEXT and msg.data.startswith("0{"), msg
+                return 101
+        except aiohttp.WSServerHandshakeError as e:
+            return e.status
+
+
+async def test_allowed_origins(server_factory):
+    s = server_factory("--allowed-origins", f"{GOOD},http://other.example")
+    r = requests.get(s.url + HANDSHAKE, headers={"Origin": GOOD}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.text.startswith("0{"), r.text
+    assert r.headers.get("Access-Control-Allow-Origin") == GOOD
+    assert r.headers.get("Access-Control-Allow-Credentials") == "true"
+
+    r = requests.get(s.url + HANDSHAKE, headers={"Origin": EVIL}, timeout=TIMEOUT)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert r.json()["code"] == 3, r.text
+    assert "Access-Control-Allow-Origin" not in r.headers
+    r = requests.options(s.url + HANDSHAKE, headers={"Origin": EVIL, "Access-Control-Request-Method": "GET"},
+                         timeout=TIMEOUT)
+    assert r.status_code == 400 and "Access-Control-Allow-Origin" not in r.headers
+    r = requests.options(s.url + HANDSHAKE, headers={"Origin": GOOD, "Access-Control-Request-Method": "GET"},
+                         timeout=TIMEOUT)
+    assert r.status_code in (200, 204) and r.headers.get("Access-Control-Allow-Origin") == GOOD
+
+    # no Origin at all (not a browser): allowed
+    r = requests.get(s.url + HANDSHAKE, timeout=TIMEOUT)
+    assert r.status_code == 200
+
+    assert await ws_upgrade_status(s, GOOD) == 101
+    assert await ws_upgrade_status(s, EVIL) == 400
+
+    # an allowed browser client works end to end
+    c = Client(s.url, "websocket")
+    await asyncio.wait_for(c.sio.connect(s.url, transports=["websocket"], headers={"Origin": GOOD},
+                                         wait_timeout=TIMEOUT), TIMEOUT + 2)
+    try:
+        await c.join(unique())
+    finally:
+        await c.close()
+
+
+async def test_any_origin_without_allowed_origins(server):
+    r = requests.get(server.url + HANDSHAKE, headers={"Origin": EVIL}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.headers.get("Access-Control-Allow-Origin") == EVIL
+    assert await ws_upgrade_status(server, EVIL) == 101
