@@ -333,8 +333,9 @@ class SeedPeer:
                 self.joined.set_result(peer)
             return
         if not self.joined.done():
-            # Announced before our own user_joined: a member who was there first, whose announcement reached
-            # our node just after we joined (a cross-node race of a few ms). Not a newcomer: do not offer.
+            # Announced before our own user_joined: a member who was there first. Its announcement left its node
+            # before we joined but reached ours just after (a cross-node race of a millisecond or two, which can
+            # also land after our own user_joined: the seed's client would then offer to an older member too).
             return
         if not self.peer_joined.done():
             self.peer_joined.set_result(peer)

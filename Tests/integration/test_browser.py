@@ -37,6 +37,9 @@ def browsers(media_cluster, request):
     made.quit_all()
 
 
+ICE_SERVERS = [{"urls": "stun:127.0.0.1:9"}]
+
+
 def decoding(browser, expected_peers):
     """The page's stats when it decodes video from every one of expected_peers (socket ids) and shows it
     (video element with videoWidth > 0), else None."""
@@ -109,14 +112,23 @@ def test_two_browsers_across_nodes(media_cluster, browsers):
     alice.open(n1, room)
     alice_id = own_id(alice)
     started = time.monotonic()
-    bob.open(n2, room)
+    # Bob's page gets its ICE servers from the deployment (config.js would set this before app.js runs); a STUN
+    # server on loopback that does not answer, which must not hold the call up.
+    bob.open(n2, room, join=False)
+    bob.js("window.SIGNAL_ICE_SERVERS = arguments[0]; demo.join(arguments[1], 'Bob')", ICE_SERVERS, room)
     bob_id = own_id(bob)
+    joined = time.monotonic()
     expected = {"Alice": [bob_id], "Bob": [alice_id]}
     wait_decoding([alice, bob], expected)
+    print(f"\n[test clock] Bob's page load → joined {(joined - started) * 1000:.0f} ms, "
+          f"→ both decoding {(time.monotonic() - joined) * 1000:.0f} ms more")
     since_open = time.monotonic() - started
     newcomer, member = report_timing("2 browsers, 2 nodes", alice, bob, since_open)
     assert newcomer["joinSentToFirstFrame"] < MEDIA_TIMEOUT * 1000
     assert_growing([alice, bob], expected)
+
+    configured = bob.js("return Object.values(demo.pcs)[0].getConfiguration().iceServers")
+    assert [server["urls"] for server in configured] in (["stun:127.0.0.1:9"], [["stun:127.0.0.1:9"]]), configured
 
     # Tiles and the people list carry names; the newcomer offered (roster), the member answered.
     assert alice.peers() == [{"id": bob_id, "name": "Bob", "state": "connected", "tile": True, "label": "Bob"}]
@@ -191,6 +203,9 @@ def test_three_browsers_screenshot(media_cluster, browsers, tmp_path):
     wait_until(lambda: len(linus.js("return demo.chat")) >= 2, 5, "chat on Linus's page", detail=linus.diagnostics)
     time.sleep(0.5)  # let the videos render a few more frames
 
+    linus.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                 {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False})
+    time.sleep(0.5)
     path = os.environ.get("SIGNAL_DEMO_SCREENSHOT") or str(tmp_path / "demo.png")
     assert linus.driver.save_screenshot(path), f"screenshot to {path} failed"
     size = os.path.getsize(path)
@@ -210,7 +225,7 @@ async def test_demo_calls_a_seed_client(media_cluster, browsers, loopback_ice):
     alice = browsers.new("Alice")
     await asyncio.to_thread(alice.open, n1, room)
     await asyncio.to_thread(own_id, alice)
-    bob = SeedPeer("Bob", n2)
+    bob = SeedPeer("Bob", n2, offers_on_join=False)
     try:
         await bob.connect()
         started = time.monotonic()

@@ -61,10 +61,15 @@ const call = new Call(socket, {
     $("messages").scrollTop = $("messages").scrollHeight;
   },
   onJoinRefused(answer) {
-    alert(`Could not join: ${answer.message || answer.code}`);
+    notice(`Could not join: ${answer.message || answer.code}`);
   },
   onState: render,
 });
+
+function notice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
+}
 
 function tileFor(peer) {
   let tile = tiles.get(peer.id);
@@ -195,6 +200,7 @@ $("join-form").addEventListener("submit", (event) => {
     localStorage.setItem("signal-demo-room", room);
     localStorage.setItem("signal-demo-name", name);
   } catch {}
+  notice("");
   call.join(room, name).catch((error) => log(`join failed: ${error.message}`));
 });
 
