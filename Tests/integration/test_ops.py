@@ -19,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import signal
 import subprocess
@@ -121,10 +120,6 @@ class Metrics:
         v = self.get(name, **labels)
         assert v is not None, f"no sample {name}{labels or ''} in /metrics:\n{self.text}"
         return v
-
-    def family(self, name):
-        return {dict(k[1]).get(next(iter(dict(k[1])), ""), ""): v
-                for k, v in self.samples.items() if k[0] == name}
 
     def type_of(self, sample_name):
         for family in (sample_name, re.sub(r"_(total|count|sum|bucket)$", "", sample_name)):
@@ -377,7 +372,7 @@ class RawNode:
             self.proc.wait(5)
 
 
-async def test_json_logs(request):
+async def test_json_logs():
     """--log-format json: every stderr line is one JSON object with ts, level, msg and node.id, whatever
     logs it (listener, sockets at debug level, the Redis adapter losing Redis, the drain)."""
     redis = RedisServer().start()
@@ -772,3 +767,216 @@ async def test_any_origin_without_allowed_origins(server):
     r = requests.get(server.url + HANDSHAKE, headers={"Origin": EVIL}, timeout=TIMEOUT)
     assert r.status_code == 200 and r.headers.get("Access-Control-Allow-Origin") == EVIL
     assert await ws_upgrade_status(server, EVIL) == 101
+
+
+# --------------------------------------------------------------------------------------------
+# Graceful drain with real clients behind a proxy
+# --------------------------------------------------------------------------------------------
+
+class FirstUpProxy:
+    """A TCP proxy: each new connection goes to the first backend that accepts it (a load balancer
+    with health by connect). `routes` records the backend index of every connection."""
+
+    def __init__(self, backends):
+        self.backends = backends  # [(host, port)]
+        self.routes = []
+        self.server = None
+        self.tasks = set()
+        self.writers = set()
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    async def _accept(self, reader, writer):
+        self.writers.add(writer)
+        for i, (host, port) in enumerate(self.backends):
+            try:
+                br, bw = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+            except (OSError, asyncio.TimeoutError, TimeoutError):
+                continue
+            break
+        else:
+            writer.close()
+            return
+        self.routes.append(i)
+        self.writers.add(bw)
+        up = asyncio.create_task(self._pipe(reader, bw))
+        down = asyncio.create_task(self._pipe(br, writer))
+        self.tasks.update((up, down))
+        await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+        for t in (up, down):
+            t.cancel()
+        for w in (writer, bw):
+            w.close()
+
+    @staticmethod
+    async def _pipe(reader, writer):
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass
+
+    async def close(self):
+        self.server.close()
+        for w in list(self.writers):
+            w.close()
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class RejoiningClient(Client):
+    """A Socket.IO client with reconnection on, that (re-)joins its room in its `connect` handler, as the
+    demo page does."""
+
+    def __init__(self, url, transport, room, name):
+        super().__init__(url, transport, name)
+        self.sio = socketio.AsyncClient(reconnection=True, reconnection_delay=0.1,
+                                        reconnection_delay_max=0.5, randomization_factor=0.0)
+        self.sio.on("*", self._on_any)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("connect", self._on_connect)
+        self.room = room
+        self.sids = []  # one per (re)connection
+        self.disconnect_reasons = []
+        self._own_joins = {}
+
+    async def _on_connect(self):
+        sid = self.sio.get_sid("/")
+        self.sids.append(sid)
+        await self.sio.emit("join_room", {"roomName": self.room, "personName": self.name})
+
+    async def _on_disconnect(self, *args):
+        self.disconnect_reasons.append(args[0] if args else None)
+        await super()._on_disconnect(*args)
+
+    async def _on_any(self, event, *args):
+        payload = args[0] if len(args) == 1 else None
+        if (event == "user_joined" and isinstance(payload, dict) and payload.get("socketId") in self.sids):
+            self.log.append((event, payload))
+            self._own_joins.setdefault(payload["socketId"], asyncio.Event()).set()
+            return
+        await super()._on_any(event, *args)
+
+    async def wait_joined(self, generation, timeout=TIMEOUT):
+        """Wait for connection number `generation` (0 = first) and its own user_joined."""
+        deadline = time.monotonic() + timeout
+        while len(self.sids) <= generation:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name} ({self.transport}): connection #{generation} did not happen within "
+                    f"{timeout}s; disconnected with reasons {self.disconnect_reasons}, "
+                    f"reconnecting={self.sio._reconnect_task is not None}; log {self.log!r}")
+            await asyncio.sleep(0.02)
+        sid = self.sids[generation]
+        ev = self._own_joins.setdefault(sid, asyncio.Event())
+        try:
+            await asyncio.wait_for(ev.wait(), max(0.1, deadline - time.monotonic()))
+        except (asyncio.TimeoutError, TimeoutError):
+            raise AssertionError(f"{self.name}: no own user_joined for {sid} in {self.room}; "
+                                 f"log {self.log!r}") from None
+        return sid
+
+    async def close(self):
+        try:
+            await asyncio.wait_for(self.sio.shutdown(), 2)
+        except Exception:
+            pass
+        await super().close()
+
+
+DRAIN_MS = 3000
+
+
+async def test_graceful_drain_with_real_clients(cluster_factory, cluster_clients):
+    """Two nodes behind a proxy; SIGTERM n1: n1 stops taking connections at once (/readyz refused or
+    503), its clients are disconnected, reconnect through the proxy to n2 and re-join; the room sees
+    user_left for the old ids (once) and user_joined for the new ones; n1 exits 0 within the drain
+    timeout. --node-timeout 1000 so that a second user_left (from n2 reaping n1's heartbeat) would show.
+
+    python-socketio reconnects after a transport close, not after an Engine.IO CLOSE packet (its
+    "server disconnect" is final); Node's engine.io closes a WebSocket without one."""
+    args = ["--drain-timeout", str(DRAIN_MS), "--node-timeout", "1000"]
+    c = cluster_factory("pattern", n=2, node_args={0: args, 1: args})
+    n1, n2 = c[0], c[1]
+    proxy = await FirstUpProxy([(n1.host, n1.port), (n2.host, n2.port)]).start()
+    room = unique("drain")
+    transport = "websocket"
+    movers = [RejoiningClient(proxy.url, transport, room, name) for name in ("alice", "bob")]
+    try:
+        for m in movers:
+            await asyncio.wait_for(m.sio.connect(proxy.url, transports=[transport], wait_timeout=TIMEOUT),
+                                   TIMEOUT + 2)
+            await m.wait_joined(0)
+        assert set(proxy.routes) == {0}, f"first connections should all go to n1: {proxy.routes}"
+        assert (await movers[0].expect("user_joined"))["socketId"] == movers[1].sids[0]
+        carol = await cluster_clients.new(n2, "websocket", "carol", fence=False)
+        await carol.join(room)
+        roster = {p["socketId"] for p in [await movers[0].expect("user_joined"),
+                                           await movers[1].expect("user_joined")]}
+        assert roster == {carol.sid}
+        old = {m.name: m.sids[0] for m in movers}
+        before_routes = len(proxy.routes)
+
+        # --- SIGTERM n1
+        n1.stopped = True  # on purpose: conftest's watcher must not call it a crash
+        t0 = time.monotonic()
+        n1.proc.send_signal(signal.SIGTERM)
+        statuses = []
+        while True:
+            st = await http_status(n1.url, "/readyz", timeout=0.5)
+            statuses.append(st)
+            if st in (None, 503):
+                break
+            assert time.monotonic() - t0 < 1.0, f"n1 /readyz still {statuses} 1 s after SIGTERM"
+            await asyncio.sleep(0.02)
+        assert await http_status(n2.url, "/readyz") == 200
+
+        # the room on n2 hears each old socket leave
+        left = [await carol.expect("user_left") for _ in movers]
+        assert sorted(left, key=lambda p: p["socketId"]) == sorted(
+            [{"personName": m.name, "roomName": room, "socketId": old[m.name]} for m in movers],
+            key=lambda p: p["socketId"])
+
+        # n1 exits with 0 within the drain timeout (+1 s for the process to end)
+        left_s = DRAIN_MS / 1000 + 1.0 - (time.monotonic() - t0)
+        try:
+            rc = await asyncio.wait_for(asyncio.to_thread(n1.proc.wait), max(0.1, left_s))
+        except (asyncio.TimeoutError, TimeoutError):
+            raise AssertionError(f"n1 still running {DRAIN_MS} ms (+1 s) after SIGTERM") from None
+        assert rc == 0, f"n1 exited with {rc}"
+        for m in movers:
+            assert m.disconnect_reasons, f"{m.name} was not disconnected by the drain"
+
+        # the movers come back through the proxy, now to n2, and re-join
+        new = {}
+        for m in movers:
+            new[m.name] = await m.wait_joined(1, timeout=TIMEOUT)
+            assert new[m.name] != old[m.name]
+        assert proxy.routes[before_routes:] and set(proxy.routes[before_routes:]) == {1}, proxy.routes
+        joined = [await carol.expect("user_joined") for _ in movers]
+        assert sorted(joined, key=lambda p: p["socketId"]) == sorted(
+            [{"personName": m.name, "roomName": room, "socketId": new[m.name]} for m in movers],
+            key=lambda p: p["socketId"])
+
+        # everyone on n2 now: messages flow, and nobody's leave is announced twice (n2 reaps n1 after
+        # 1 s without heartbeat: its sockets are gone from presence already)
+        await asyncio.sleep(1.8)
+        await movers[0].emit("message", {"roomName": room, "content": "after the drain"})
+        for who in (movers[0], movers[1], carol):
+            assert (await who.expect("message"))["content"] == "after the drain"
+        carol.assert_none("user_left", "user_joined")
+        m2 = await scrape(n2.url)
+        assert m2.value("signal_sessions") == 3
+    finally:
+        for m in movers:
+            await m.close()
+        await proxy.close()
