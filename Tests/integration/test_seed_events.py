@@ -222,6 +222,7 @@ async def test_ice_candidate_relayed_under_both_names(clients, transport):
     bob.assert_none("ice_candidate", "ice-candidate")  # once under each name
 
 
+@pytest.mark.seed_unchecked
 async def test_relay_to_peer_in_another_room(clients, transport):
     """toPeer is a socket id, not a room member check: the seed relays to any socket
     (`socket.to(toPeer)`), whichever rooms the two are in."""
@@ -232,18 +233,70 @@ async def test_relay_to_peer_in_another_room(clients, transport):
     assert_exact(await bob.expect("offer"), sent)
 
 
+@pytest.mark.seed_unchecked
+async def test_relay_keeps_from_peer_as_sent(clients, transport):
+    """The seed forwards the whole object: it does not overwrite fromPeer."""
+    room, (alice, bob) = await room_of(clients, transport, ["alice", "bob"])
+    sent = sdp_payload("offer", alice, bob)
+    sent["fromPeer"] = "someone-else-0000000"
+    await alice.emit("offer", sent)
+    assert_exact(await bob.expect("offer"), sent)
+
+
+@pytest.mark.seed_unchecked
+async def test_message_person_name_as_sent(clients, transport):
+    """The seed builds the chat message from the message payload's personName."""
+    room, (alice, bob) = await room_of(clients, transport, ["alice", "bob"])
+    await alice.emit("message", {"roomName": room, "personName": "alice-renamed", "content": "x"})
+    for c in (alice, bob):
+        got = await c.expect("message")
+        assert (got["personName"], got["content"]) == ("alice-renamed", "x")
+
+
+@pytest.mark.seed_unchecked
+async def test_message_from_non_member(clients, transport):
+    """The seed does not check that the sender is in the room: members get it, the sender not."""
+    room, (alice, bob) = await room_of(clients, transport, ["alice", "bob"])
+    outsider = await clients.new(transport, "outsider")
+    await outsider.emit("message", {"roomName": room, "personName": "outsider", "content": "hi"})
+    for c in (alice, bob):
+        got = await c.expect("message")
+        assert (got["personName"], got["content"]) == ("outsider", "hi")
+    await outsider.fence()
+    outsider.assert_none("message")
+
+
 # --------------------------------------------------------------------------------------------
 # legacy events: broadcast to every other connected socket, ignoring rooms
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("src,dst,payload", [
+LEGACY = [
     ("send-offer", "receive-offer", {"type": "offer", "sdp": "v=0\r\n"}),
     ("send-answer", "receive-answer", {"type": "answer", "sdp": "v=0\r\n"}),
     ("send-icecandidate", "receive-icecandidate",
      {"candidate": "candidate:1 1 udp 2122260223 127.0.0.1 54400 typ host", "sdpMid": "0",
       "sdpMLineIndex": 0, "usernameFragment": None}),
-])
+]
+
+
+@pytest.mark.parametrize("src,dst,payload", LEGACY)
 async def test_legacy_broadcast(clients, transport, src, dst, payload):
+    """receive-* reaches the other members of the sender's room, once, and not the sender."""
+    room, (alice, bob, carol) = await room_of(clients, transport, ["alice", "bob", "carol"])
+    await alice.emit(src, payload)
+    for c in (bob, carol):
+        assert_exact(await c.expect(dst), payload)
+    await asyncio.gather(*(c.fence() for c in (alice, bob, carol)))
+    alice.assert_none(dst)
+    bob.assert_none(dst)  # exactly once
+    carol.assert_none(dst)
+
+
+@pytest.mark.seed_unchecked
+@pytest.mark.parametrize("src,dst,payload", LEGACY)
+async def test_legacy_broadcast_ignores_rooms(clients, transport, src, dst, payload):
+    """The seed's `socket.broadcast.emit`: every other connected socket, also those in other
+    rooms or in no room."""
     room, (alice, bob) = await room_of(clients, transport, ["alice", "bob"])
     _, (other_room,) = await room_of(clients, transport, ["elsewhere"])
     no_room = await clients.new(transport, "noroom")
