@@ -290,9 +290,11 @@ def test_metrics_off(server_factory):
 async def test_metrics_redis_published_and_dropped(cluster_factory, cluster_clients):
     c = cluster_factory("pattern", n=2)
     room = unique()
-    a = await cluster_clients.new(c[0], name="alice", fence=False)
-    b = await cluster_clients.new(c[1], name="bob", fence=False)
+    a = await cluster_clients.new(c[0], name="alice")
+    b = await cluster_clients.new(c[1], name="bob")
     await a.join(room)
+    # alice's user_joined goes to n2 asynchronously: let it arrive before bob joins
+    await cluster_clients.settle(origins=[a])
     await b.join(room)
     assert (await a.expect("user_joined"))["socketId"] == b.sid
 
@@ -896,6 +898,23 @@ class RejoiningClient(Client):
 DRAIN_MS = 3000
 
 
+async def flush_room(room, senders, everyone):
+    """Each sender sends a message to the room and every client waits for all of them. Redis keeps a
+    publisher's order, so everything the senders' nodes published before has arrived too. Then every
+    queue is emptied."""
+    tokens = set()
+    for sender in senders:
+        token = f"flush-{uuid.uuid4().hex[:8]}"
+        tokens.add(token)
+        await sender.emit("message", {"roomName": room, "content": token})
+    for c in everyone:
+        seen = set()
+        while not tokens <= seen:
+            seen.add((await c.expect("message"))["content"])
+    for c in everyone:
+        c.queues.clear()
+
+
 async def test_graceful_drain_with_real_clients(cluster_factory, cluster_clients):
     """Two nodes behind a proxy; SIGTERM n1: n1 stops taking connections at once (/readyz refused or
     503), its clients are disconnected, reconnect through the proxy to n2 and re-join; the room sees
@@ -919,10 +938,11 @@ async def test_graceful_drain_with_real_clients(cluster_factory, cluster_clients
         assert set(proxy.routes) == {0}, f"first connections should all go to n1: {proxy.routes}"
         assert (await movers[0].expect("user_joined"))["socketId"] == movers[1].sids[0]
         carol = await cluster_clients.new(n2, "websocket", "carol", fence=False)
-        await carol.join(room)
-        roster = {p["socketId"] for p in [await movers[0].expect("user_joined"),
-                                           await movers[1].expect("user_joined")]}
-        assert roster == {carol.sid}
+        ack = await carol.emit_with_ack("join_room", {"roomName": room, "personName": "carol"})
+        assert {p["socketId"] for p in ack[0]["peers"]} == {m.sids[0] for m in movers}, ack
+        # user_joined crosses nodes asynchronously: a message each way through Redis, then every
+        # announcement of the set-up has arrived; start the drain with empty queues
+        await flush_room(room, [movers[0], carol], movers + [carol])
         old = {m.name: m.sids[0] for m in movers}
         before_routes = len(proxy.routes)
 
