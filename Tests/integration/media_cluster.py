@@ -181,8 +181,8 @@ class Browser:
         return "\n".join(parts)
 
     def errors(self):
-        """Console errors other than the expected 404s of the optional config.js and ice-servers."""
-        expected = ("/config.js", "/ice-servers")
+        """Console errors other than the expected 404 of the optional config.js."""
+        expected = ("/config.js",)
         return [e for e in self.collect_console()
                 if e.get("level") == "SEVERE" and not any(p in e.get("message", "") for p in expected)]
 

@@ -8,11 +8,17 @@ set, which is how docs/demo.png is made:
 """
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import os
+import subprocess
 import time
 
 import pytest
 
+from conftest import ServerProcess, swift_binary
 from media_cluster import (MEDIA_TIMEOUT, Browsers, SeedPeer, loopback_ice, require_aiortc,  # noqa: F401
                            require_browser, start_cluster, unique, wait_until)
 
@@ -287,3 +293,58 @@ async def test_demo_joins_a_seed_client(media_cluster, browsers, loopback_ice):
         assert alice_id == next(m for e, m in bob.events if e == "offer")["fromPeer"]
     finally:
         await bob.close()
+
+
+def signal_node_has(flag):
+    help_text = subprocess.run([str(swift_binary()), "--help"], capture_output=True, text=True, timeout=10)
+    return flag in help_text.stdout + help_text.stderr
+
+
+def hs256_jwt(secret, **claims):
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    body = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + \
+        b64(json.dumps({"sub": "demo", "iat": now, "exp": now + 300, **claims}).encode())
+    return body + "." + b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())
+
+
+def test_token_from_the_page_url(browsers):
+    """On a node that requires a JWT, the page sends ?token= in its CONNECT; a bad token is refused once (the
+    page says so and does not retry)."""
+    if not signal_node_has("--jwt-secret"):
+        pytest.skip("this signal-node has no --jwt-secret")
+    server = ServerProcess(["--jwt-secret", "demo-jwt-secret"]).start()
+    try:
+        room = unique("jwt")
+        good = browsers.new("Good")
+        good.driver.get(f"{server.url}/?room={room}&name=Good&join=1&token={hs256_jwt('demo-jwt-secret')}")
+        own_id(good)
+        bad = browsers.new("Bad")
+        bad.driver.get(f"{server.url}/?room={room}&name=Bad&join=1&token={hs256_jwt('another-secret')}")
+        wait_until(lambda: bad.js("return demo.socket.refusal"), 10, "the bad token refused", detail=bad.diagnostics)
+        assert "refused" in bad.js("return document.getElementById('notice').textContent")
+        time.sleep(1.5)
+        assert bad.js("return demo.socket.attempts") <= 1 and not bad.js("return demo.socket.connected")
+        assert good.js("return demo.joined")
+    finally:
+        server.stop()
+
+
+def test_ice_servers_from_the_server(browsers):
+    """A node configured with STUN/TURN sends them (TURN credentials made for the socket): the page uses those
+    rather than its own default."""
+    if not signal_node_has("--turn-secret"):
+        pytest.skip("this signal-node has no --stun-urls/--turn-urls/--turn-secret")
+    server = ServerProcess(["--stun-urls", "stun:127.0.0.1:9", "--turn-urls", "turn:127.0.0.1:9",
+                            "--turn-secret", "demo-secret", "--turn-ttl", "600"]).start()
+    try:
+        page = browsers.new("Solo")
+        page.open(server, unique("ice"))
+        sid = own_id(page)
+        servers = page.js("return demo.call.currentIceServers()")
+        assert servers[0] == {"urls": ["stun:127.0.0.1:9"]}, servers
+        assert servers[1]["urls"] == ["turn:127.0.0.1:9"] and servers[1]["username"].endswith(":" + sid), servers
+        assert servers[1]["credential"], servers
+    finally:
+        server.stop()

@@ -1,12 +1,16 @@
 // The demo page: join form, people list, chat, and one video tile per remote peer (call.js does the WebRTC).
-// URL parameters: ?room=R&name=N fill the form, and &join=1 joins at once.
+// URL parameters: ?room=R&name=N fill the form, and &join=1 joins at once; &token=JWT (or window.SIGNAL_TOKEN
+// from config.js) is sent in the Socket.IO CONNECT for servers started with --jwt-secret / --jwt-public-key-file.
 // Tests use window.demo (see the end of this file) instead of scraping the page.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-const socket = new SioSocket(`${scheme}//${location.host}/socket.io/?EIO=4&transport=websocket`);
+const token = params.get("token") || window.SIGNAL_TOKEN || null;
+const socket = new SioSocket(`${scheme}//${location.host}/socket.io/?EIO=4&transport=websocket`, {
+  auth: token ? { token } : null,
+});
 const logLines = [];
 const chat = [];
 const tiles = new Map(); // socket id -> {figure, video, label, state}
@@ -130,7 +134,7 @@ function render() {
   status.className = "status " + (socket.connected ? "up" : "down");
   $("status-text").textContent = socket.connected
     ? `connected · ${socket.id}${call.room ? (call.joined ? ` · in ${call.room}` : ` · joining ${call.room}…`) : ""}`
-    : socket.everConnected ? "reconnecting…" : "connecting…";
+    : socket.refusal ? `refused: ${socket.refusal}` : socket.everConnected ? "reconnecting…" : "connecting…";
   const inRoom = Boolean(call.room);
   $("join").hidden = inRoom;
   $("leave").hidden = !inRoom;
@@ -173,6 +177,13 @@ function peerState(peer) {
 }
 
 socket.on("connect", render);
+socket.on("connect_error", (error) => {
+  log(`connection refused or failed: ${error.message}`);
+  if (socket.refusal) {
+    notice(`The server refused the connection: ${socket.refusal}`);
+    render();
+  }
+});
 socket.on("disconnect", render);
 socket.on("reconnecting", ({ attempt, delay }) => {
   $("status-text").textContent = `reconnecting (attempt ${attempt}, in ${(delay / 1000).toFixed(1)} s)…`;

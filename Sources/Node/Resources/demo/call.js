@@ -32,7 +32,8 @@ class Call {
     this.room = null;
     this.name = null;
     this.localStream = null;
-    this.iceServers = [];
+    this.iceServers = []; // what the last connection made was given (see currentIceServers)
+    this.serverIceServers = null; // from the server: the ice_servers event on connect, or the join ack
     this.peers = new Map(); // socket id -> peer
     this.gone = new Set(); // ids seen leaving: late signals from them are dropped
     this.sessionId = null; // the socket id this membership was made with
@@ -40,6 +41,9 @@ class Call {
     this.times = { joinClicked: null, mediaReady: null, joinSent: null, rosterAt: null };
 
     socket.on("connect", () => this.connected());
+    socket.on("ice_servers", (servers) => {
+      if (Array.isArray(servers)) this.serverIceServers = servers;
+    });
     socket.on("disconnect", (reason) => {
       this.joined = false;
       this.log(`disconnected (${reason})`);
@@ -75,7 +79,7 @@ class Call {
     this.name = name;
     this.times = { joinClicked: performance.now(), mediaReady: null, joinSent: null, rosterAt: null };
     this.changed();
-    await Promise.all([this.startMedia(), this.loadIceServers()]);
+    await this.startMedia();
     if (this.room !== room) return; // left meanwhile
     this.times.mediaReady = performance.now();
     if (this.socket.connected) await this.sendJoin();
@@ -100,23 +104,13 @@ class Call {
     this.log("no camera or microphone: receiving only");
   }
 
-  /// ICE servers (STUN/TURN): `GET ice-servers` (JSON `{iceServers:[…]}`) when the server has that endpoint,
-  /// else `window.SIGNAL_ICE_SERVERS` from the optional `config.js`, else none (enough on one machine or a LAN).
-  async loadIceServers() {
-    let servers = Array.isArray(window.SIGNAL_ICE_SERVERS) ? window.SIGNAL_ICE_SERVERS : [];
-    try {
-      const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), 2000);
-      const response = await fetch("ice-servers", { cache: "no-store", signal: controller.signal });
-      clearTimeout(timer);
-      if (response.ok) {
-        const body = await response.json();
-        if (body && Array.isArray(body.iceServers)) servers = body.iceServers;
-      }
-    } catch (error) {
-      // no endpoint: keep the static configuration
-    }
-    this.iceServers = servers;
+  /// ICE servers (STUN/TURN), first found: those the server sends (`iceServers` in the join ack, or the
+  /// `ice_servers` event after connecting; TURN credentials made for this socket), else
+  /// `window.SIGNAL_ICE_SERVERS` (set by the optional `config.js`), else none (enough on one machine or a LAN).
+  currentIceServers() {
+    if (Array.isArray(this.serverIceServers)) return this.serverIceServers;
+    if (Array.isArray(window.SIGNAL_ICE_SERVERS)) return window.SIGNAL_ICE_SERVERS;
+    return [];
   }
 
   async sendJoin() {
@@ -140,6 +134,7 @@ class Call {
       this.changed();
       return;
     }
+    if (ack && Array.isArray(ack.iceServers)) this.serverIceServers = ack.iceServers;
     this.joined = true;
     this.sessionId = id;
     this.times.rosterAt = performance.now();
@@ -153,6 +148,7 @@ class Call {
   }
 
   connected() {
+    this.serverIceServers = null; // credentials are per socket: the new one gets its own
     this.log(`connected as ${this.socket.id}${this.socket.reconnections ? " (reconnected)" : ""}`);
     // Whatever was set up before belongs to the old socket id, which the others have seen leave.
     for (const peer of [...this.peers.values()]) this.removePeer(peer.id, "reconnected");
@@ -254,6 +250,7 @@ class Call {
   createConnection(peer, offerer) {
     clearTimeout(peer.offerTimer);
     peer.offerTimer = null;
+    this.iceServers = this.currentIceServers();
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     peer.pc = pc;
     if (this.localStream) {

@@ -6,11 +6,13 @@
 //   socket.on("user_joined", (payload) => ...); // any server event
 //   socket.emit("message", {roomName, content});
 //   const answer = await socket.emitWithAck("join_room", {roomName, personName}, 5000);
+//   new SioSocket(url, {auth: () => ({token})});  // CONNECT payload (e.g. a JWT), asked for on every connection
 //
 // Wire (shared/notes/protocol-facts.md §1–2): the server opens with `0{"sid",pingInterval,pingTimeout,…}`, pings
 // with `2` (we answer `3`), we CONNECT with `40` and get `40{"sid":…}`; events are `42["name",…]`, with an ack id
 // `42<id>[…]` answered by `43<id>[…]`. Reconnection: exponential backoff from 0.5 s to 5 s with jitter, forever,
-// until close() is called.
+// until close() is called or the server refuses the CONNECT (CONNECT_ERROR, e.g. a bad token), as the reference
+// client does.
 "use strict";
 
 class SioSocket {
@@ -19,6 +21,7 @@ class SioSocket {
     this.minDelay = options.minDelay ?? 500;
     this.maxDelay = options.maxDelay ?? 5000;
     this.ackTimeout = options.ackTimeout ?? 10000;
+    this.auth = options.auth ?? null; // object, or function returning one: the CONNECT payload
     this.id = null; // Socket.IO socket id, null while not connected
     this.connected = false;
     this.attempts = 0; // failed attempts since the last successful connection
@@ -115,7 +118,7 @@ class SioSocket {
     ws.onclose = () => {
       if (ws !== this.ws) return;
       this.ws = null;
-      if (!this.connected) this.dispatch("connect_error", new Error("connection closed before CONNECT"));
+      if (!this.connected && !this.closed) this.dispatch("connect_error", new Error("connection closed before CONNECT"));
       this.lost("transport close");
       this.scheduleReconnect();
     };
@@ -130,7 +133,8 @@ class SioSocket {
         const open = JSON.parse(data);
         this.pingWindow = (open.pingInterval || 25000) + (open.pingTimeout || 20000);
         this.armPingTimer();
-        this.send("40");
+        const auth = typeof this.auth === "function" ? this.auth() : this.auth;
+        this.send(auth ? "40" + JSON.stringify(auth) : "40");
         break;
       }
       case "2": // ping
@@ -184,8 +188,10 @@ class SioSocket {
         pending.resolve(Array.isArray(payload) ? payload[0] : undefined);
         break;
       }
-      case "4": // CONNECT_ERROR
-        this.dispatch("connect_error", new Error(payload && payload.message ? payload.message : "connect error"));
+      case "4": // CONNECT_ERROR: refused (bad or missing token, …); retrying would get the same answer
+        this.closed = true;
+        this.refusal = payload && payload.message ? payload.message : "connect error";
+        this.dispatch("connect_error", new Error(this.refusal));
         if (this.ws) this.ws.close();
         break;
       default: // 5/6 binary: not used by the signaling events
