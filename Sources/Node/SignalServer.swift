@@ -182,7 +182,8 @@ public final class SignalServer: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         // Let the last user_left publishes reach Redis before the connections close.
-        try? await Task.sleep(for: .milliseconds(min(200, max(0, Int((deadline - clock.now).components.seconds * 1000)))))
+        let remaining = deadline - clock.now
+        if remaining > .zero { try? await Task.sleep(for: min(.milliseconds(200), remaining)) }
         logger.info("drained", metadata: ["sessions.left": "\(engine.sessionCount)"])
     }
 }

@@ -25,6 +25,11 @@ final class FakePoll: PollingResponder {
     func respond(_ payload: ByteBuffer) {
         answers.withLock { $0.append(String(buffer: payload)) }
     }
+
+    /// Recorded as the pseudo-payload `<aborted>`.
+    func abort() {
+        answers.withLock { $0.append("<aborted>") }
+    }
 }
 
 /// A websocket: records writes and closes, in order.
@@ -623,6 +628,23 @@ struct EngineSessionWebSocketTests {
         h.session.close(reason: .forcedClose)
         #expect(ws.events.suffix(2) == [.write([textFrame("1")]), .close])
         #expect(h.delegate.events == [.closed(.forcedClose)])
+    }
+
+    @Test func shutdownClosesTheWebSocketWithoutAClosePacketSoTheClientReconnects() {
+        let ws = FakeWebSocket()
+        let h = SessionHarness(transport: .websocket(ws))
+        h.session.close(reason: .serverShutdown)
+        #expect(ws.events.last == .close)
+        #expect(!ws.frames.contains(textFrame("1")))
+        #expect(h.delegate.events == [.closed(.serverShutdown)])
+    }
+
+    @Test func shutdownDropsAHeldPollWithoutAnAnswer() {
+        let h = SessionHarness()
+        let poll = FakePoll()
+        _ = h.session.pollArrived(poll)
+        h.session.close(reason: .serverShutdown)
+        #expect(poll.payloads == ["<aborted>"])
     }
 
     @Test func pingTimeoutClosesTheWebSocket() {

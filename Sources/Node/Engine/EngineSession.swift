@@ -304,12 +304,18 @@ public final class EngineSession {
         upgrade = .none
         switch transport {
         case .websocket(let ws):
-            if reason == .forcedClose || reason == .serverShutdown { ws.write([.close]) }
+            // A close packet tells the client not to come back; on shutdown we want it to reconnect (to another
+            // node), so the socket just closes, as the reference server does.
+            if reason == .forcedClose { ws.write([.close]) }
             ws.close()
         case .polling:
             if let poll = heldPoll {
                 heldPoll = nil
-                poll.respond(PollingPayload.encode(outbox + [.close]))
+                if reason == .serverShutdown {
+                    poll.abort()
+                } else {
+                    poll.respond(PollingPayload.encode(outbox + [.close]))
+                }
             }
         }
         outbox.removeAll()

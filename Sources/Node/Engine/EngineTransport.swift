@@ -7,6 +7,8 @@ public protocol PollingResponder: Sendable {
     var connection: ObjectIdentifier { get }
     /// Answers 200 with the encoded payload.
     func respond(_ payload: ByteBuffer)
+    /// Drops the request without an answer (the client sees a transport error and reconnects).
+    func abort()
 }
 
 /// A websocket carrying a session (or probing to carry it).

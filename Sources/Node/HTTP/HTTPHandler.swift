@@ -11,6 +11,10 @@ struct ChannelPollingResponder: PollingResponder {
     let keepAlive: Bool
     let headers: HTTPHeaders
 
+    func abort() {
+        channel.close(promise: nil)
+    }
+
     func respond(_ payload: ByteBuffer) {
         HTTPHandler.write(
             on: channel,

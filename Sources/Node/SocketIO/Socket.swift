@@ -45,6 +45,7 @@ public final class Socket {
     /// Sends an event to this client only; `ack` is called with the client's answer.
     public func emit(_ event: String, _ arguments: [PacketValue], ack: (([PacketValue]) -> Void)? = nil) {
         var packet = SocketIOPacket(type: .event, nsp: namespace.name, data: .array([.string(event)] + arguments))
+        namespace.metrics.eventDelivered(event, count: 1)
         if let ack {
             packet.id = nextAckID
             acks[nextAckID] = ack
