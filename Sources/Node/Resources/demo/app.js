@@ -169,6 +169,16 @@ function render() {
     if (tile) tile.state.textContent = state === "connected" ? "" : state;
   }
   $("count").textContent = inRoom ? `(${call.peers.size + 1})` : "";
+  layout();
+}
+
+/// Columns and rows for the visible tiles: 1 → 1×1, 2 → 2×1, 3–4 → 2×2, 5–6 → 3×2, 7–9 → 3×3, …
+function layout() {
+  const count = [...$("grid").children].filter((tile) => !tile.hidden).length || 1;
+  const cols = Math.ceil(Math.sqrt(count));
+  const rows = Math.ceil(count / cols);
+  $("grid").style.setProperty("--cols", cols);
+  $("grid").style.setProperty("--rows", rows);
 }
 
 function peerState(peer) {
