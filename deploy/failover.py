@@ -87,8 +87,9 @@ class SetupError(Exception):
 # ---------------------------------------------------------------------------------------------------
 
 class Cluster:
-    def __init__(self, binary, run_dir, node_args, log=print, redis_persist=False):
+    def __init__(self, binary, run_dir, node_args, log=print, redis_persist=False, haproxy_cfg=HAPROXY_CFG):
         self.binary = binary
+        self.haproxy_cfg = haproxy_cfg
         self.redis_persist = redis_persist
         self.run_dir = Path(run_dir)
         self.node_args = list(node_args)
@@ -146,7 +147,7 @@ class Cluster:
     def start_haproxy(self):
         env = dict(os.environ, SIGNAL_LB_BIND=f"127.0.0.1:{self.lb_port}",
                    **{f"SIGNAL_NODE{i}": f"127.0.0.1:{self.node_ports[n]}" for i, n in enumerate(NODES, 1)})
-        self._spawn("haproxy", ["haproxy", "-db", "-f", str(HAPROXY_CFG)], env=env)
+        self._spawn("haproxy", ["haproxy", "-db", "-f", str(self.haproxy_cfg)], env=env)
         self._wait("haproxy", lambda: http_ok(self.url + "/healthz"))
 
     def start(self):
@@ -318,6 +319,9 @@ class Peer:
             pass
         for task in list(self._tasks):
             task.cancel()
+        http = getattr(self.sio.eio, "http", None)  # left open by a connect that failed
+        if http is not None and not http.closed:
+            await http.close()
 
 
 async def gather_limited(coros, limit):
@@ -390,9 +394,16 @@ def assign_rooms(peers, rooms):
 
 
 async def run(args, cluster, report):
-    t_start = now()
     transports = (["polling", "websocket", "default"] if args.transports == "mixed" else [args.transports])
     peers = [Peer(i, cluster.url, transports[i % len(transports)]) for i in range(args.clients)]
+    try:
+        await scenario(args, cluster, report, peers)
+    finally:
+        await gather_limited([p.close() for p in peers], args.concurrency)
+
+
+async def scenario(args, cluster, report, peers):
+    t_start = now()
 
     # 1. connect and spread over the nodes ----------------------------------------------------------
     results = await gather_limited([p.connect() for p in peers], args.concurrency)
@@ -641,8 +652,6 @@ async def run(args, cluster, report):
     report.check("processes_alive", not dead,
                  "Redis, HAProxy and the other nodes still running" if not dead else f"exited: {dead}")
 
-    await gather_limited([p.close() for p in peers], args.concurrency)
-
 
 def find_binary(explicit):
     if explicit:
@@ -682,6 +691,7 @@ def main(argv=None):
                     help="pass --node-timeout MS to the nodes (presence: when a silent node is declared dead)")
     ap.add_argument("--node-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for every node (repeat; use --node-arg=--flag)")
+    ap.add_argument("--haproxy-cfg", default=str(HAPROXY_CFG), help="HAProxy config (addresses from env)")
     ap.add_argument("--bin", help="signal-node binary (default $SIGNAL_NODE_BIN, .build/release, .build/debug)")
     ap.add_argument("--settle", type=float, default=15.0, help="timeout (s) of the set-up and final checks")
     ap.add_argument("--probe-interval", type=float, default=0.1, help="seconds between Redis probe messages")
@@ -712,7 +722,8 @@ def main(argv=None):
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="signal-failover-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     report = Report()
-    cluster = Cluster(binary, run_dir, node_args, redis_persist=args.redis_persist)
+    cluster = Cluster(binary, run_dir, node_args, redis_persist=args.redis_persist,
+                      haproxy_cfg=Path(args.haproxy_cfg))
     print(f"failover test: {args.clients} clients ({args.transports}) in {args.rooms} rooms over "
           f"{len(NODES)} nodes behind HAProxy; kill -9 {args.kill}, then restart Redis", flush=True)
     print(f"  binary {binary}; logs in {run_dir}", flush=True)
