@@ -193,7 +193,9 @@ struct SignalingApplication: NamespaceHandler {
         let namespace = socket.namespace
         let maxMembers = configuration.maxMembersPerRoom
         let presence = self.presence
-        let iceServers: PacketValue? = configuration.iceServers.isEmpty ? nil : configuration.iceServers.iceServers(for: id)
+        // Not a ternary: `nil` there would become PacketValue.null (PacketValue is ExpressibleByNilLiteral).
+        let iceServers: PacketValue? =
+            configuration.iceServers.isEmpty ? Optional.none : .some(configuration.iceServers.iceServers(for: id))
         let entry = PresenceEntry(room: room, socket: id, personName: name)
         let bound = NIOLoopBound((socket, member), eventLoop: eventLoop)
         return .later(
