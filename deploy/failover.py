@@ -33,6 +33,7 @@ Example: deploy/failover.py --clients 300 --rooms 60
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import shutil
@@ -157,11 +158,6 @@ class Cluster:
         self.start_haproxy()
         # Let HAProxy's checks (inter 1s, rise 2) see every node up before clients arrive.
         time.sleep(2.5)
-
-    def kill(self, name, sig=signal.SIGKILL):
-        proc = self.procs[name]
-        os.kill(proc.pid, sig)
-        proc.wait(timeout=10)
 
     def stop(self, name, timeout=5):
         proc = self.procs.get(name)
@@ -456,11 +452,17 @@ async def scenario(args, cluster, report, peers):
     disconnects_before = {p: len(p.disconnects) for p in survivors}
     expected_left = [(s, room, old_sid[l]) for room, ms in members.items()
                      for s in ms if s in survivors for l in ms if l in old_sid]
-    print(f"  kill -9 {args.kill} (pid {cluster.procs[args.kill].pid}, {len(lost)} clients); "
+    print(f"  kill -{args.kill_signal} {args.kill} (pid {cluster.procs[args.kill].pid}, {len(lost)} clients); "
           f"{len(expected_left)} user_left expected by {len({s for s, _, _ in expected_left})} surviving peers",
           flush=True)
     t_kill = now()
-    cluster.kill(args.kill)
+    victim = cluster.procs[args.kill]
+    os.kill(victim.pid, getattr(signal, "SIG" + args.kill_signal))
+    # SIGTERM makes the node drain, which needs our clients to run: wait without blocking the event loop.
+    if not await wait_until(lambda: victim.poll() is not None, 30, step=0.05):
+        victim.kill()
+        raise SetupError(f"{args.kill} did not exit within 30 s of SIG{args.kill_signal}")
+    report.info["victim_exit_s"] = now() - t_kill
 
     def rejoin_time(p):
         """When p was back: connected on another node, joined every room, seen by every surviving peer."""
@@ -677,6 +679,9 @@ def main(argv=None):
     ap.add_argument("--transports", default="mixed", choices=["mixed", *TRANSPORTS],
                     help="client transports; mixed = polling, websocket and upgrade in turn")
     ap.add_argument("--kill", default="node2", choices=NODES, help="the node killed with SIGKILL")
+    ap.add_argument("--kill-signal", default="KILL", choices=["KILL", "TERM"],
+                    help="KILL: the node dies (user_left comes from the heartbeat timeout); "
+                         "TERM: it drains (clients are told to reconnect, user_left on their disconnect)")
     ap.add_argument("--max-user-left", type=float, default=20.0,
                     help="bound (s) from the kill until every surviving peer got user_left for each lost peer")
     ap.add_argument("--max-rejoin", type=float, default=10.0,
@@ -705,6 +710,9 @@ def main(argv=None):
         ap.error("need --clients >= 6 and 1 <= --rooms <= clients / 2")
     if args.seed is not None:
         random.seed(args.seed)
+    # python-engineio logs some expected ends of connections (a node killed or draining) as errors.
+    for name in ("engineio.client", "socketio.client"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
     binary = find_binary(args.bin)
     for tool, hint in (("redis-server", "apt-get install redis-server"), ("haproxy", "apt-get install haproxy")):
@@ -725,7 +733,7 @@ def main(argv=None):
     cluster = Cluster(binary, run_dir, node_args, redis_persist=args.redis_persist,
                       haproxy_cfg=Path(args.haproxy_cfg))
     print(f"failover test: {args.clients} clients ({args.transports}) in {args.rooms} rooms over "
-          f"{len(NODES)} nodes behind HAProxy; kill -9 {args.kill}, then restart Redis", flush=True)
+          f"{len(NODES)} nodes behind HAProxy; kill -{args.kill_signal} {args.kill}, then restart Redis", flush=True)
     print(f"  binary {binary}; logs in {run_dir}", flush=True)
     code = 0
     error = None
@@ -752,7 +760,7 @@ def main(argv=None):
     if args.json:
         Path(args.json).write_text(json.dumps(dict(
             passed=code == 0, code=code, error=error, checks=report.checks, info=report.info,
-            clients=args.clients, rooms=args.rooms, transports=args.transports, killed=args.kill,
+            clients=args.clients, rooms=args.rooms, transports=args.transports, killed=args.kill, kill_signal=args.kill_signal,
             binary=str(binary), run_dir=str(run_dir)), indent=2, default=str))
     if code == 0 and not args.run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
