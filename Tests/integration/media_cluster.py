@@ -232,14 +232,21 @@ def loopback_ice(monkeypatch):
 
 
 def split_candidates(sdp):
-    """The SDP without its candidate lines, and those candidates as RTCIceCandidate JSON (what a browser's
-    candidate.toJSON() gives)."""
+    """The SDP without its candidates, and those candidates as RTCIceCandidate JSON (what a browser's
+    candidate.toJSON() gives). The default address in the m= and c= lines goes too (port 9, 0.0.0.0, as a
+    browser writes before it has candidates): a browser takes it as a candidate otherwise."""
     lines, candidates = [], []
     index, mid, ufrag = -1, None, None
     for line in sdp.splitlines():
         if line.startswith("m="):
             index += 1
             mid = None
+            kind, _port, rest = line.split(" ", 2)
+            line = f"{kind} 9 {rest}"
+        elif line.startswith("c=IN IP4 "):
+            line = "c=IN IP4 0.0.0.0"
+        elif line.startswith("c=IN IP6 "):
+            line = "c=IN IP6 ::"
         elif line.startswith("a=mid:"):
             mid = line[len("a=mid:"):]
         elif line.startswith("a=ice-ufrag:"):
@@ -267,10 +274,11 @@ class SeedPeer:
     aiortc does not trickle: the candidates are taken out of the SDP and sent as `ice_candidate` events, so
     they reach the other side only through the server."""
 
-    def __init__(self, name, node, offers_on_join=True, offer_delay=0.0):
+    def __init__(self, name, node, offers_on_join=True, offer_delay=0.0, offers_to_roster=False):
         self.name = name
         self.node = node
         self.offers_on_join = offers_on_join
+        self.offers_to_roster = offers_to_roster  # not the seed's: offer to the members listed in the join ack
         self.offer_delay = offer_delay
         self.sio = socketio.AsyncClient(reconnection=False)
         self.pcs = {}  # remote socket id -> RTCPeerConnection (the seed's peerConnections)
@@ -306,9 +314,15 @@ class SeedPeer:
         await asyncio.wait_for(self.sio.connect(self.node.url, transports=["polling", "websocket"]), 10)
 
     async def join(self, room):
-        """join_room without an ack (the seed's client asks for none); returns on our own user_joined."""
+        """join_room without an ack (the seed's client asks for none), or with one to offer to the roster;
+        returns on our own user_joined."""
         self.room = room
-        await self.sio.emit("join_room", {"roomName": room, "personName": self.name})
+        if self.offers_to_roster:
+            roster = await self.sio.call("join_room", {"roomName": room, "personName": self.name}, timeout=10)
+            for member in roster["peers"]:
+                self.tasks.append(asyncio.ensure_future(self.offer(member["socketId"])))
+        else:
+            await self.sio.emit("join_room", {"roomName": room, "personName": self.name})
         await asyncio.wait_for(self.joined, 10)
 
     def _new_pc(self, remote):

@@ -348,3 +348,43 @@ def test_ice_servers_from_the_server(browsers):
         assert servers[1]["credential"], servers
     finally:
         server.stop()
+
+
+async def test_demo_queues_early_candidates(media_cluster, browsers, loopback_ice):
+    """A newcomer (aiortc, n2) sends its ICE candidates a second before its offer, as the seed's client did: the
+    page (n1) has no connection for it yet, keeps the candidates, and uses them once the offer is in. Proof: the
+    page's selected candidate pair has the newcomer's host candidate as remote, not a peer-reflexive one learnt
+    from its connectivity checks (which is what dropping the candidates would leave)."""
+    require_aiortc()
+    n1, n2 = media_cluster[0], media_cluster[1]
+    room = unique("early")
+    alice = browsers.new("Alice")
+    await asyncio.to_thread(alice.open, n1, room)
+    await asyncio.to_thread(own_id, alice)
+    bob = SeedPeer("Bob", n2, offers_on_join=False, offers_to_roster=True, offer_delay=1.0)
+    try:
+        await bob.connect()
+        await bob.join(room)
+        try:
+            await asyncio.wait_for(bob.got_frames.wait(), MEDIA_TIMEOUT)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise AssertionError(f"{bob.describe()}\n{await asyncio.to_thread(alice.diagnostics)}") from None
+        await asyncio.to_thread(wait_until, lambda: decoding(alice, [bob.id]), MEDIA_TIMEOUT,
+                                "the page decoding the newcomer's video", 0.1, alice.diagnostics)
+        pair = await asyncio.to_thread(alice.js, """
+            const pc = Object.values(demo.pcs)[0];
+            return pc.getStats().then((report) => {
+              let pair = null;
+              report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId); });
+              if (!pair) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+              const remote = pair && report.get(pair.remoteCandidateId);
+              return remote && {type: remote.candidateType, address: remote.address, port: remote.port};
+            });""")
+        log = await asyncio.to_thread(alice.page_log)
+        assert pair is not None and pair["type"] == "host" and pair["address"] == "127.0.0.1", (pair, log)
+        assert "refused" not in log and "failed" not in log, log
+        assert bob.errors == [], bob.describe()
+        # One offer and one answer: the page answered with what was offered (video) and did not renegotiate.
+        assert [e for e, _ in bob.events if e in ("offer", "answer")] == ["answer"], bob.describe()
+    finally:
+        await bob.close()

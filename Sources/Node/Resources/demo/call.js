@@ -247,14 +247,20 @@ class Call {
     this.socket.emit(event, { ...fields, fromPeer: this.myId, toPeer: peer.id });
   }
 
-  createConnection(peer, offerer) {
+  /// A connection to `peer`: as the offerer (`offer` undefined) it sends what it has and receives audio and video;
+  /// as the answerer of `offer` it sends only the kinds the offer has, so that answering needs no second round
+  /// (a seed client would answer a renegotiation with a new connection).
+  createConnection(peer, offerer, offer) {
     clearTimeout(peer.offerTimer);
     peer.offerTimer = null;
     this.iceServers = this.currentIceServers();
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     peer.pc = pc;
     if (this.localStream) {
-      for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+      const offered = offer ? new Set([...offer.sdp.matchAll(/^m=(\w+) /gm)].map((m) => m[1])) : null;
+      for (const track of this.localStream.getTracks()) {
+        if (!offered || offered.has(track.kind)) pc.addTrack(track, this.localStream);
+      }
     }
     if (offerer) {
       // Receive what we do not send (no camera, or no microphone).
@@ -301,7 +307,7 @@ class Call {
       if (this.peers.get(peer.id) !== peer) return;
       if (!peer.pc) {
         if (description.type !== "offer") return; // an answer for a connection we no longer have
-        this.createConnection(peer, false);
+        this.createConnection(peer, false, description);
       }
       const pc = peer.pc;
       if (description.type === "offer" && pc.remoteDescription && fingerprint(description.sdp) !== fingerprint(pc.remoteDescription.sdp)) {
