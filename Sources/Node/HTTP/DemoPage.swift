@@ -7,9 +7,40 @@ enum DemoPage {
         var body: [UInt8]
     }
 
+    /// Where the files are: `$SIGNAL_DEMO_DIR`, else the SwiftPM resource bundle next to the executable. Not
+    /// `Bundle.module`, whose accessor stops the process when the bundle is missing (a binary copied alone).
+    static var directory: URL? {
+        if let override = ProcessInfo.processInfo.environment["SIGNAL_DEMO_DIR"], !override.isEmpty {
+            return URL(fileURLWithPath: override)
+        }
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let candidates = [
+            Bundle.main.executableURL?.deletingLastPathComponent(),
+            executable.deletingLastPathComponent(),
+        ].compactMap { $0 }
+        for base in candidates {
+            let directory = base.appendingPathComponent("signal_Node.resources").appendingPathComponent("demo")
+            if FileManager.default.fileExists(atPath: directory.path) { return directory }
+        }
+        return nil
+    }
+
+    /// Served on `/` when the demo files are not found.
+    static let fallback = File(
+        contentType: "text/html; charset=utf-8",
+        body: Array(
+            """
+            <!doctype html><html><head><meta charset="utf-8"><title>signal-node</title></head><body>
+            <h1>signal-node</h1><p>The demo files (signal_Node.resources) were not found next to the binary; set
+            SIGNAL_DEMO_DIR. Socket.IO endpoint: <code>/socket.io/</code>.</p></body></html>
+
+            """.utf8
+        )
+    )
+
     /// URL path (`/`, `/app.js`, …) → file.
     static let files: [String: File] = {
-        guard let directory = Bundle.module.url(forResource: "demo", withExtension: nil) else { return [:] }
+        guard let directory else { return ["/": fallback] }
         var files: [String: File] = [:]
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         for name in names {
