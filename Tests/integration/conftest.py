@@ -240,6 +240,14 @@ def short_ping_server(server_factory):
 
 def pytest_collection_modifyitems(config, items):
     if SWIFT:
+        # The seed trusted its clients; the Swift server deliberately does not (server-set fromPeer, signals only
+        # within a shared room, messages only from members, legacy events only to the sender's rooms).
+        # test_presence.py and test_limits.py assert the replacement behaviour.
+        hardened = pytest.mark.skip(reason="seed_unchecked: the Swift server deliberately refuses this seed "
+                                           "behaviour; test_presence.py checks what it does instead")
+        for item in items:
+            if "seed_unchecked" in item.keywords:
+                item.add_marker(hardened)
         return
     skip = pytest.mark.skip(reason="swift_only: checks exact Node wire details that "
                                    "python-engineio does not reproduce")

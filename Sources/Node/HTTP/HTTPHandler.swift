@@ -204,9 +204,22 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             heldSession = bound
             let responder = ChannelPollingResponder(channel: channel, keepAlive: keepAlive, headers: headers)
             Self.onSessionLoop(bound) { session in
-                if session.pollArrived(responder) != nil {
-                    // Overlapping GET or transport mismatch: an empty 400, as the reference answers.
+                switch session.pollArrived(responder) {
+                case .none:
+                    break
+                case .overlappingPoll?:
+                    // An empty 400, as the reference answers.
                     Self.write(on: channel, status: .badRequest, headers: headers, contentType: nil, body: nil, keepAlive: keepAlive)
+                case .transportMismatch?, .invalidPayload?:
+                    // A poll for a session that moved to its websocket.
+                    Self.write(
+                        on: channel,
+                        status: .badRequest,
+                        headers: headers,
+                        contentType: "application/json",
+                        body: ByteBuffer(string: EngineError.badRequest.json),
+                        keepAlive: keepAlive
+                    )
                 }
             }
         case .POST:

@@ -189,7 +189,6 @@ struct SignalingApplication: NamespaceHandler {
             throw SignalingError(.tooManyRooms, "a socket may be in at most \(configuration.maxRoomsPerSocket) rooms")
         }
         member.names[room] = name
-        socket.join(room)
         let namespace = socket.namespace
         let maxMembers = configuration.maxMembersPerRoom
         let presence = self.presence
@@ -197,17 +196,17 @@ struct SignalingApplication: NamespaceHandler {
         let iceServers: PacketValue? =
             configuration.iceServers.isEmpty ? Optional.none : .some(configuration.iceServers.iceServers(for: id))
         let entry = PresenceEntry(room: room, socket: id, personName: name)
-        let bound = NIOLoopBound((socket, member), eventLoop: eventLoop)
+        let bound = NIOLoopBound(member, eventLoop: eventLoop)
         return .later(
             presence.join(entry, on: eventLoop).flatMapThrowing { result -> PacketValue in
+                let member = bound.value
                 if result.isNew, result.members.count > maxMembers {
-                    let (socket, member) = bound.value
                     member.names[room] = nil
-                    socket.leave(room)
                     _ = presence.leave(room: room, socket: id, on: eventLoop)
                     throw SignalingError(.roomFull, "room \(room) has its maximum of \(maxMembers) members")
                 }
-                namespace.emit("user_joined", [Self.peer(entry)], to: [room])
+                // Into the room and announced in one step (see Adapter.join(_:room:announcing:)).
+                namespace.join(id, room: room, announcing: "user_joined", [Self.peer(entry)])
                 var roster = Self.roster(room: room, socket: id, result.members)
                 if let iceServers, case .object(var fields) = roster {
                     fields.append(("iceServers", iceServers))

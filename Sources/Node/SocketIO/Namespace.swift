@@ -114,6 +114,13 @@ public final class Namespace: Sendable {
         self.adapter = makeAdapter(name, localSockets)
     }
 
+    /// Puts a local socket into `room` and emits `event` to the room, the socket included, as one step (see
+    /// `Adapter.join(_:room:announcing:)`).
+    public func join(_ socket: SocketID, room: Room, announcing event: String, _ arguments: [PacketValue]) {
+        metrics.broadcasts.increment()
+        adapter.join(socket, room: room, announcing: BroadcastPacket(nsp: name, data: [.string(event)] + arguments))
+    }
+
     /// Emits to every socket in `rooms` (everyone when empty) except those in `except`, cluster-wide.
     public func emit(_ event: String, _ arguments: [PacketValue], to rooms: [Room] = [], except: [Room] = []) {
         metrics.broadcasts.increment()
