@@ -141,9 +141,15 @@ class Browser:
 
         self.node = node
         query = urlencode({"room": room, "name": self.name, **({"join": "1"} if join else {})})
+        started = time.monotonic()
         self.driver.get(f"{node.url}/?{query}")
         wait_until(lambda: self.js("return Boolean(window.demo)"), 10, f"{self.name}: window.demo",
                    detail=self.console_text)
+        self.load_seconds = time.monotonic() - started  # WebDriver navigation until the page's script ran
+        self.load_timing = self.js(
+            "const n = performance.getEntriesByType('navigation')[0];"
+            "return n && {fetch: n.fetchStart, connect: n.connectStart, connected: n.connectEnd, request: n.requestStart,"
+            " response: n.responseStart, interactive: n.domInteractive, loaded: n.loadEventEnd}")
 
     def js(self, script, *args):
         """Run script in the page (a returned promise is awaited by WebDriver)."""

@@ -126,8 +126,9 @@ def test_two_browsers_across_nodes(media_cluster, browsers):
     joined = time.monotonic()
     expected = {"Alice": [bob_id], "Bob": [alice_id]}
     wait_decoding([alice, bob], expected)
-    print(f"\n[test clock] Bob's page load → joined {(joined - started) * 1000:.0f} ms, "
-          f"→ both decoding {(time.monotonic() - joined) * 1000:.0f} ms more")
+    print(f"\n[test clock] Bob's page load {bob.load_seconds * 1000:.0f} ms, → joined {(joined - started) * 1000:.0f} ms, "
+          f"→ both decoding {(time.monotonic() - joined) * 1000:.0f} ms more; Bob's navigation timing (ms): "
+          f"{ {k: round(v) for k, v in (bob.load_timing or {}).items()} }")
     since_open = time.monotonic() - started
     newcomer, member = report_timing("2 browsers, 2 nodes", alice, bob, since_open)
     assert newcomer["joinSentToFirstFrame"] < MEDIA_TIMEOUT * 1000
