@@ -5,9 +5,11 @@ the other on this machine. Writes bench/results/<impl>-<scenario>.json; then ben
 BENCHMARKS.md figures and bench/results/plot.png.
 
 Scenarios, each on a freshly started cluster (see /work/shared/notes/performance.md for the method):
-  main     connect+join 200 clients at 200/s (rooms of 4, members alternating over both nodes), broadcast
+  main     connect+join 200 clients at 200/s (rooms of 4, members alternating over both nodes), 10 s silent
+           (the servers' CPU without events), broadcast
            400 msgs/s for 10 s, saturation (closed loop) for 10 s, offer/answer/ICE at 100 rounds/s for 10 s
   idle     idle WebSocket connections to node 1, each joined to a room: RSS of node 1 at each count
+  connect  connect+join 2,000 clients as fast as they go (64 handshakes in flight): the connect+join rate
   fanout   rooms hosted entirely on one node (layout local), 400 msgs/s: bytes each node receives from Redis
            (ours: --redis-mode pattern and per-room)
 
@@ -112,7 +114,30 @@ class Cluster:
         self.procs = {}
 
 
-def bench(bin_dir, cluster, label, out, extra):
+def cpu_busy(seconds=2.0):
+    """Fraction of the machine's CPU busy over `seconds` (from /proc/stat)."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+    t0, i0 = read()
+    time.sleep(seconds)
+    t1, i1 = read()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_wait, threshold=0.25):
+    """Other work shares this machine: wait (up to max_wait s) until it is mostly idle, return the busy share."""
+    end = time.time() + max_wait
+    busy = cpu_busy()
+    while busy > threshold and time.time() < end:
+        print(f"machine {busy:.0%} busy with other work; waiting", flush=True)
+        time.sleep(5)
+        busy = cpu_busy()
+    return busy
+
+
+def bench(bin_dir, cluster, label, out, extra, background=None):
     cmd = [os.path.join(bin_dir, "signal-bench"), "--label", label, "--json", out, *cluster.watch_args()]
     for u in cluster.urls():
         cmd += ["--url", u]
@@ -126,6 +151,7 @@ def bench(bin_dir, cluster, label, out, extra):
         raise RuntimeError(f"signal-bench failed ({p.returncode})")
     with open(out) as f:
         doc = json.load(f)
+    doc["background_busy"] = background
     doc["command"] = " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)
     with open(out, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
@@ -134,7 +160,7 @@ def bench(bin_dir, cluster, label, out, extra):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--impl", default="swift,python")
-    ap.add_argument("--scenario", default="main,idle,fanout")
+    ap.add_argument("--scenario", default="main,connect,idle,fanout")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, ".build", "release"))
     ap.add_argument("--idle-counts", default="1000,5000,10000")
     ap.add_argument("--clients", type=int, default=200)
@@ -144,6 +170,8 @@ def main():
     ap.add_argument("--window", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="signal-bench event loop threads")
     ap.add_argument("--tag", default="", help="suffix of the result files")
+    ap.add_argument("--quiet-wait", type=float, default=300,
+                    help="seconds to wait at most for the machine to be idle before each scenario")
     args = ap.parse_args()
 
     os.makedirs(RESULTS, exist_ok=True)
@@ -154,8 +182,8 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"missing {tool}")
 
-    # Unusual ports: other servers on this machine may hold the usual ones.
-    ports = {"swift": (47391, 47100), "python": (47392, 47200)}
+    # Unusual ports below the ephemeral range (32768+), where a client socket could take them first.
+    ports = {"swift": (23391, 23100), "python": (23392, 23200)}
     common = ["--clients", str(args.clients), "--rate", str(args.rate), "--duration", str(args.duration),
               "--saturate-duration", str(args.duration), "--signal-rate", str(args.signal_rate),
               "--window", str(args.window), "--threads", str(args.threads)]
@@ -167,17 +195,22 @@ def main():
                 name = f"{impl}-{scen}" + (f"-{mode}" if scen == "fanout" and impl == "swift" else "") + args.tag
                 out = os.path.join(RESULTS, name + ".json")
                 print(f"\n=== {name} ===", flush=True)
+                background = wait_quiet(args.quiet_wait)
                 c = Cluster(impl, rport, base, args.bin_dir, mode=mode).start()
                 try:
                     if scen == "main":
-                        extra = ["--phases", "connect,broadcast,saturate,signal", *common]
+                        extra = ["--phases", "connect,baseline,broadcast,saturate,signal", *common]
                     elif scen == "idle":
                         extra = ["--phases", "idle", "--idle-counts", args.idle_counts, "--rss", "node1",
                                  "--idle-url", c.urls()[0], "--idle-connect-rate", "200", "--threads",
                                  str(args.threads)]
+                    elif scen == "connect":
+                        extra = ["--phases", "connect", "--clients", "2000", "--connect-rate", "100000",
+                                 "--max-connecting", "64", "--threads", str(args.threads)]
                     else:
                         extra = ["--phases", "broadcast", "--layout", "local", *common]
-                    bench(args.bin_dir, c, f"{impl}" + (f" ({mode})" if impl == "swift" else ""), out, extra)
+                    bench(args.bin_dir, c, f"{impl}" + (f" ({mode})" if impl == "swift" else ""), out, extra,
+                          background)
                 finally:
                     c.stop()
                 time.sleep(1)

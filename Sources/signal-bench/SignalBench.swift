@@ -12,7 +12,8 @@ struct SignalBench: ParsableCommand {
         commandName: "signal-bench",
         abstract: "Load generator for Socket.IO (Engine.IO v4 over WebSocket) signaling servers.",
         discussion: """
-            Phases (--phases, in this order): connect (connect+join --clients at --connect-rate), broadcast (room \
+            Phases (--phases, in this order): connect (connect+join --clients at --connect-rate), baseline (the \
+            clients silent for --duration: servers' CPU without events), broadcast (room \
             messages at --rate for --duration), saturate (closed loop, --window messages in flight per client), \
             signal (offer/answer/ICE rounds between two clients of a room on different nodes, at --signal-rate), \
             idle (extra clients on --idle-url ramped to each of --idle-counts; RSS of the --rss process). \
@@ -21,7 +22,7 @@ struct SignalBench: ParsableCommand {
 
     @Option(name: .customLong("url"), help: "Server URL, repeatable; clients are spread over them.")
     var urls: [String] = ["http://127.0.0.1:4000"]
-    @Option(help: "Comma-separated phases: connect,broadcast,saturate,signal,idle.")
+    @Option(help: "Comma-separated phases: connect,baseline,broadcast,saturate,signal,idle.")
     var phases = "connect,broadcast,saturate,signal"
     @Option(help: "Working clients (connect/broadcast/saturate/signal).") var clients = 200
     @Option(help: "Clients per room.") var roomSize = 4
@@ -127,11 +128,12 @@ final class Bench: @unchecked Sendable {
                 lc.clientsPerRoom = perRoom
             }.wait()
         }
-        let needsConnect = phases.contains { ["connect", "broadcast", "saturate", "signal"].contains($0) }
+        let needsConnect = phases.contains { ["connect", "baseline", "broadcast", "saturate", "signal"].contains($0) }
         if needsConnect { phaseConnect(measured: phases.contains("connect")) }
         for p in phases {
             switch p {
             case "connect": break
+            case "baseline": phaseBaseline()
             case "broadcast": phaseBroadcast()
             case "saturate": phaseSaturate()
             case "signal": phaseSignal()
@@ -378,6 +380,22 @@ final class Bench: @unchecked Sendable {
         return r
     }
 
+    /// The working clients connected and silent for --duration: the servers' CPU that is not caused by events
+    /// (heartbeats, pings, timers), to put the per-event costs in proportion.
+    func phaseBaseline() {
+        beginPhase()
+        let a = snapshot()
+        runFor(o.duration, phase: "baseline", t0: a.time)
+        let b = snapshot()
+        var r: [String: Any] = ["phase": "baseline", "seconds": Double(b.time - a.time) / 1e9]
+        r.merge(costs(a, b, events: 0, eventName: "second")) { x, _ in x }
+        if let total = r["cpu_ms_servers_total"] as? Double {
+            r["cpu_ms_per_s"] = total / (Double(b.time - a.time) / 1e9)
+            log(String(format: "baseline: servers used %.1f ms of CPU per second with the clients connected and silent", total / (Double(b.time - a.time) / 1e9)))
+        }
+        results.append(r)
+    }
+
     func phaseBroadcast() {
         beginPhase()
         let a = snapshot()
@@ -537,6 +555,8 @@ final class Bench: @unchecked Sendable {
                 return "p50 \(f("p50_ms")) p90 \(f("p90_ms")) p99 \(f("p99_ms")) p99.9 \(f("p999_ms")) max \(f("max_ms")) ms (n=\(n))"
             }
             switch name {
+            case "baseline":
+                out += "  servers' CPU with \(mainClients.count) silent clients: \(num("cpu_ms_per_s")) ms per second\n"
             case "connect":
                 out += "  joined \(num("joined"))/\(num("clients")) at \(num("joins_per_s"))/s, failed \(num("failed")), errors \(num("errors"))\n"
                 out += "  connect+join latency \(lat("latency"))\n"
