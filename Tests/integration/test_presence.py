@@ -786,12 +786,15 @@ async def test_seed_call_flow_across_two_nodes(pcluster, cluster_clients):
     its offer, as the seed did), chat, leave."""
     n1, n2, _ = pcluster
     new = cluster_clients.new
-    usman = await new(n1, "default", "Usman", fence=False)
-    guest = await new(n2, "default", "Guest", fence=False)
+    usman = await new(n1, "default", "Usman")
+    guest = await new(n2, "default", "Guest")
     room = "Fleek-" + unique("seed")
 
     await usman.emit("join_room", {"roomName": room, "personName": "Usman"})
     assert_exact(await usman.expect("user_joined"), peer(usman, room))
+    # the newcomer comes later (a person, not a script): Usman's user_joined has reached n2 by
+    # then, so it cannot reach the newcomer (published before it joined)
+    await cluster_clients.settle(origins=[usman])
     await guest.emit("join_room", {"roomName": room, "personName": "Guest"})
     for c in (usman, guest):
         assert_exact(await c.expect("user_joined"), peer(guest, room))
