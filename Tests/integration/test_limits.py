@@ -20,7 +20,6 @@ import uuid
 
 import aiohttp
 import pytest
-import socketio
 
 from cluster import cluster_factory, http_status  # noqa: F401
 from conftest import SWIFT, TIMEOUT, Client, ServerProcess, _active_servers
