@@ -19,7 +19,7 @@ sleep 0.5
 flags=(${NODE_FLAGS:-} --redis redis://127.0.0.1:$RP --ice-event underscore --log-level warning --event-rate 1000000 --event-burst 1000000)
 "$BIN/signal-node" --host 127.0.0.1 --port $P1 --node-id p1 "${flags[@]}" >/tmp/signal-profile-n1.log 2>&1 & N1=$!
 "$BIN/signal-node" --host 127.0.0.1 --port $P2 --node-id p2 "${flags[@]}" >/tmp/signal-profile-n2.log 2>&1 & N2=$!
-trap 'kill $N1 $N2 $REDIS 2>/dev/null || true' EXIT
+trap 'kill $N1 $N2 $REDIS 2>/dev/null; wait $N1 $N2 $REDIS 2>/dev/null || true' EXIT
 sleep 2
 
 case $PHASE in
@@ -27,7 +27,7 @@ case $PHASE in
   *) args=(--phases "$PHASE" --duration "$SECS" --saturate-duration "$SECS") ;;
 esac
 "$BIN/signal-bench" --label profile --url http://127.0.0.1:$P1 --url http://127.0.0.1:$P2 --progress-interval 0 \
-  --watch node1=$N1 --watch node2=$N2 --watch redis=$REDIS "${args[@]}" > /tmp/signal-bench-profile.txt &
+  --watch node1=$N1 --watch node2=$N2 --watch redis=$REDIS --json /tmp/signal-bench-profile.json "${args[@]}" > /tmp/signal-bench-profile.txt &
 BENCH=$!
 sleep 1.5   # connect+join of the 200 clients first
 perf record -F 1999 -e cpu-clock -g -p $N1 -o /tmp/signal-node-perf.data -- sleep $((SECS - 2)) 2>/dev/null
@@ -45,6 +45,39 @@ wait $BENCH
   echo
   echo "## Inclusive time (children), top entries"
   perf report -i /tmp/signal-node-perf.data --children --sort symbol --stdio -g none --percent-limit 4 2>/dev/null \
-    | grep -v '^$' | swift demangle --simplified | cut -c1-220 | head -80
+    | grep -v "^$" | swift demangle --simplified | cut -c1-220 | head -80 || true
+  echo
+  echo "## Who calls the Swift runtime (ARC, allocation, exclusivity): first caller outside libswiftCore/libc, % of all samples"
+  perf script -i /tmp/signal-node-perf.data -F ip,sym,dso 2>/dev/null | python3 -c '
+import sys, collections
+runtime = ("swift_retain", "swift_release", "swift_bridgeObjectRetain", "swift_bridgeObjectRelease", "malloc",
+           "_int_malloc", "_int_free", "free", "swift_allocObject", "swift_beginAccess", "swift_endAccess",
+           "swift::runtime::AccessSet::insert", "swift_isUniquelyReferenced_nonNull_native", "cfree")
+total = 0; hits = collections.Counter(); leafs = collections.Counter()
+stack = []
+def flush():
+    global total
+    if not stack: return
+    total += 1
+    leaf = stack[0][0]
+    if any(leaf.startswith(r) for r in runtime) or "RefCounts" in leaf:
+        leafs[leaf.split("(")[0]] += 1
+        for sym, dso in stack[1:]:
+            if "libswiftCore" in dso or "libc.so" in dso or sym.startswith("swift_") or sym == "[unknown]":
+                continue
+            hits[sym] += 1
+            break
+for line in sys.stdin:
+    line = line.strip()
+    if not line:
+        flush(); stack = []; continue
+    parts = line.rsplit(" (", 1)
+    sym = parts[0].split(" ", 1)[-1] if " " in parts[0] else parts[0]
+    stack.append((sym, parts[1] if len(parts) > 1 else ""))
+flush()
+print(f"runtime leaf samples: {sum(leafs.values())} of {total} ({100*sum(leafs.values())/max(1,total):.1f}%)")
+for k, v in hits.most_common(25):
+    print(f"{100*v/max(1,total):6.2f}%  {k}")
+' | swift demangle --simplified | cut -c1-220
 } > "$OUT"
 echo "wrote $OUT"

@@ -177,6 +177,32 @@ def markdown(F):
              f"{fmt(py.get('broadcast_errors'))}+{fmt(py.get('signal_errors'))}; deliveries out of the sender's "
              f"order: {fmt(sw.get('reordered'))} / {fmt(py.get('reordered'))}.\n")
 
+    L.append("**Caveat on the Node.js column.** Node.js was measured by a different (Python asyncio) load generator. "
+             "The same python-socketio 5.18 cluster that the notes give as "
+             f"{PY_NOTES['cpu_delivery']} µs per delivery and {PY_NOTES['delivery_p50']} / {PY_NOTES['delivery_p99']} ms "
+             f"measures {fmt(py.get('cpu_delivery'))} µs and {fmt(py.get('delivery_p50'), 2)} / "
+             f"{fmt(py.get('delivery_p99'), 2)} ms under signal-bench, so the ratios against the notes' Node.js figures "
+             "flatter us. Scaling Node.js by how much the load generator changed python-socketio's figures "
+             "(Node.js estimate = python-socketio this run × Node.js notes / python-socketio notes; a rough estimate "
+             "that assumes both servers gain alike):\n")
+    L.append("| metric | python-socketio notes → this run | Node.js estimate for this run | signal-node | vs the estimate |")
+    L.append("|---|---|---|---|---|")
+    for label, k, lower in rows + [("room deliveries/s at saturation", "saturation", False)]:
+        pn, pt, nn, ours = PY_NOTES.get(k), py.get(k), NODE.get(k), sw.get(k)
+        if None in (pn, pt, nn, ours):
+            continue
+        est = pt * nn / pn
+        L.append(f"| {label} | {fmt(pn, 2)} → {fmt(pt, 2)} | {fmt(est, 2)} | {fmt(ours, 2)} | "
+                 f"{ratio(ours, est, lower)} |")
+    L.append("")
+    busy = []
+    for impl in ("swift", "python"):
+        for scen, doc in sorted(F[impl]["docs"].items()):
+            if doc and doc.get("background_busy") is not None:
+                busy.append(f"{impl}-{scen} {100 * doc['background_busy']:.0f}%")
+    if busy:
+        L.append("Share of the machine busy with other work, sampled for 2 s just before each scenario: "
+                 + ", ".join(busy) + ".\n")
     L.append("### Throughput and rates (the issue's targets)\n")
     L.append("| metric | python-socketio (this run) | **signal-node (this run)** | Node.js (notes) | target "
              "| vs Node.js | vs python-socketio |")
@@ -246,6 +272,7 @@ def plot(F, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     sw, py = F["swift"], F["python"]
     names = ["python-socketio", "Node.js (notes)", "signal-node"]
@@ -268,6 +295,12 @@ def plot(F, path):
     bars(ax[0][0], [py.get("saturation"), NODE["saturation"], sw.get("saturation")],
          "Room deliveries/s at saturation", "deliveries/s")
 
+    def plain(a):
+        f = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        a.yaxis.set_major_formatter(f)
+        a.yaxis.set_minor_formatter(f)
+        a.tick_params(axis="y", which="minor", labelsize=7)
+
     def pct(a, key, title):
         ps = [50, 90, 99, 99.9]
         keys = ["p50_ms", "p90_ms", "p99_ms", "p999_ms"]
@@ -281,6 +314,7 @@ def plot(F, path):
             a.plot([0, 2], [NODE["signal_p50"], NODE["signal_p99"]], "s--", color=colors[1], label=names[1])
         a.set_xticks(range(4), [f"p{p:g}" for p in ps])
         a.set_yscale("log")
+        plain(a)
         a.set_ylabel("ms")
         a.set_title(title, fontsize=10)
         a.legend(fontsize=8)
