@@ -86,10 +86,6 @@ public protocol Adapter: AnyObject, Sendable {
     /// Sends `packet` to the matching sockets of the whole cluster, each once.
     func broadcast(_ packet: BroadcastPacket, options: BroadcastOptions)
 
-    /// Adds a local socket to `room` and sends `packet` to the room, the socket included, as one step on this
-    /// node: of two local sockets joining at once, only the second hears of the first (as on a Node.js server).
-    func join(_ socket: SocketID, room: Room, announcing packet: BroadcastPacket)
-
     /// True when the adapter is ready to serve cluster traffic (for `/readyz`).
     var isReady: Bool { get }
 
@@ -101,11 +97,6 @@ public protocol Adapter: AnyObject, Sendable {
 }
 
 extension Adapter {
-    public func join(_ socket: SocketID, room: Room, announcing packet: BroadcastPacket) {
-        join(socket, rooms: [room])
-        broadcast(packet, options: BroadcastOptions(rooms: [room]))
-    }
-
     public func start() async throws {}
     public func shutdown() async {}
     public var isReady: Bool { true }

@@ -17,14 +17,6 @@ public final class InMemoryAdapter: Adapter {
         }
     }
 
-    public func join(_ socket: SocketID, room: Room, announcing packet: BroadcastPacket) {
-        let recipients = registry.withLock { registry in
-            registry.join(socket, room: room)
-            return registry.recipients(of: BroadcastOptions(rooms: [room]))
-        }
-        delivery.deliver(packet, to: recipients)
-    }
-
     public func leave(_ socket: SocketID, room: Room) {
         registry.withLock { _ = $0.leave(socket, room: room) }
     }

@@ -201,16 +201,6 @@ public final class RedisAdapter: Adapter {
         apply(changes)
     }
 
-    public func join(_ socket: SocketID, room: Room, announcing packet: BroadcastPacket) {
-        let options = BroadcastOptions(rooms: [room])
-        let (change, recipients) = registry.withLock { registry in
-            (registry.join(socket, room: room), registry.recipients(of: options))
-        }
-        if let change { apply([change]) }
-        if !recipients.isEmpty { delivery.deliver(packet, to: recipients) }
-        publish(packet, options: options)
-    }
-
     public func leave(_ socket: SocketID, room: Room) {
         let change = registry.withLock { $0.leave(socket, room: room) }
         if let change { apply([change]) }

@@ -147,7 +147,7 @@ public final class SignalServer: Sendable {
             return false
         }
         if let sid = query.sid { return engine.session(String(sid)) != nil }
-        return true
+        return engine.hasCapacity
     }
 
     /// Starts the adapter and presence (connections to Redis, heartbeats).

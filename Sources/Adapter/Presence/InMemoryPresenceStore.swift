@@ -19,6 +19,10 @@ public final class InMemoryPresenceStore: PresenceStore {
         eventLoop.makeSucceededFuture(local.withLock { $0.leave(room: room, socket: socket) })
     }
 
+    public func count(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<Int> {
+        eventLoop.makeSucceededFuture(local.withLock { $0.count(of: room) })
+    }
+
     public func members(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<[PresenceEntry]> {
         eventLoop.makeSucceededFuture(local.withLock { $0.members(of: room) })
     }

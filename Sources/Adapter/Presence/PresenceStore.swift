@@ -16,6 +16,8 @@ public protocol PresenceStore: Sendable {
     func join(_ entry: PresenceEntry, on eventLoop: any EventLoop) -> EventLoopFuture<(isNew: Bool, members: [PresenceEntry])>
     /// Removes the socket from the room and answers the removed entry, nil when it was not there.
     func leave(room: Room, socket: SocketID, on eventLoop: any EventLoop) -> EventLoopFuture<PresenceEntry?>
+    /// How many members a room has, on any node.
+    func count(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<Int>
     /// The members of a room, on any node.
     func members(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<[PresenceEntry]>
     /// Whether `socket` is in any of `rooms`, on any node.

@@ -59,8 +59,9 @@ public final class RedisPresenceStore: PresenceStore {
             eventLoopGroup: eventLoopGroup,
             logger: logger,
             onEvent: { event in
-                // Back after an outage: re-register at once rather than at the next heartbeat.
-                if case .connected(reconnect: true) = event { reconnected.store?.heartbeatNow() }
+                // Connected (first time, or back after an outage): register at once rather than at the next
+                // heartbeat, so a node that dies early is known, and a Redis that lost our entries gets them back.
+                if case .connected = event { reconnected.store?.heartbeatNow() }
             }
         )
         reconnected.set(self)
@@ -228,6 +229,11 @@ public final class RedisPresenceStore: PresenceStore {
             _ = connection.send(["SREM", .string(nodeKey(instance)), .string(Self.member(room, socket))])
         }
         return eventLoop.makeSucceededFuture(entry)
+    }
+
+    public func count(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<Int> {
+        let reply = connection.send(["HLEN", .string(roomKey(room))]).map { Int($0.integer ?? 0) }
+        return bounded(reply) { self.local.withLock { $0.count(of: room) } }.hop(to: eventLoop)
     }
 
     public func members(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<[PresenceEntry]> {

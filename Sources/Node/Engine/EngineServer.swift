@@ -28,6 +28,9 @@ public final class EngineServer: Sendable {
 
     public var sessionCount: Int { sessions.withLock { $0.count } }
 
+    /// Whether a new session would be admitted now.
+    var hasCapacity: Bool { sessionCount < configuration.maxSessions }
+
     func session(_ sid: String) -> NIOLoopBound<EngineSession>? {
         sessions.withLock { $0[sid] }
     }

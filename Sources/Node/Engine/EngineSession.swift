@@ -42,6 +42,8 @@ public final class EngineSession {
     public var handshakeToken: String?
     public private(set) var transport: Transport
     public private(set) var isClosed = false
+    /// Why the session closed, once it has.
+    public private(set) var closeReason: CloseReason?
     private var upgrade: Upgrade = .none
     private var outbox: [EngineFrame] = []
     private var heldPoll: (any PollingResponder)?
@@ -131,7 +133,12 @@ public final class EngineSession {
     public func pollArrived(_ responder: any PollingResponder) -> PollError? {
         eventLoop.preconditionInEventLoop()
         guard !isClosed else {
-            responder.respond(PollingPayload.encode([.close]))
+            // A server going away wants the client back (elsewhere): no close packet, which would stop it.
+            if closeReason == .serverShutdown {
+                responder.abort()
+            } else {
+                responder.respond(PollingPayload.encode([.close]))
+            }
             return nil
         }
         guard isPolling else { return .transportMismatch }
@@ -295,6 +302,7 @@ public final class EngineSession {
         eventLoop.preconditionInEventLoop()
         guard !isClosed else { return }
         isClosed = true
+        closeReason = reason
         pingTask?.cancel()
         pongDeadline?.cancel()
         if case .probing(let ws, _, let timeout) = upgrade {

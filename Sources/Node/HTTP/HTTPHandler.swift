@@ -171,8 +171,11 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             return pollingRequest(context: context, head: head, session: bound, body: body)
         }
         guard head.method == .GET else { return engineError(context: context, head: head, .badHandshakeMethod) }
-        guard !server.draining.load(ordering: .relaxed) else { return engineError(context: context, head: head, .forbidden) }
         guard query.eio == "4" else { return engineError(context: context, head: head, .unsupportedProtocolVersion) }
+        // Draining, or at the session limit (a websocket handshake refused for it lands here too).
+        guard !server.draining.load(ordering: .relaxed), server.engine.hasCapacity else {
+            return engineError(context: context, head: head, .forbidden)
+        }
         guard transport == "polling" else { return engineError(context: context, head: head, .badRequest) }
         guard let session = server.engine.openSession(transport: .polling, on: context.eventLoop, token: query.token.map(String.init)) else {
             return engineError(context: context, head: head, .forbidden)

@@ -28,6 +28,9 @@ struct SignalingApplication: NamespaceHandler {
         var bucket: TokenBucket
         /// The rooms the client's token allows (its `rooms` claim); nil allows any.
         var allowedRooms: Set<Room>?
+        /// Per room, the peers this client learned from its join roster: a `user_joined` for one of them that
+        /// arrives later (a join racing on another node) is not delivered, so the client hears of each peer once.
+        var rosterPeers: [Room: Set<SocketID>] = [:]
         private var queue = CircularBuffer<() -> EventLoopFuture<Void>?>()
         private var running = false
 
@@ -128,7 +131,7 @@ struct SignalingApplication: NamespaceHandler {
         let handle: () throws(SignalingError) -> Outcome
         switch event {
         case "join_room":
-            handle = { () throws(SignalingError) in try joinRoom(socket, member, payload) }
+            handle = { () throws(SignalingError) in try joinRoom(socket, member, payload, wantsRoster: ack != nil) }
         case "message":
             handle = { () throws(SignalingError) in try message(socket, member, payload) }
         case "leave_room":
@@ -173,7 +176,24 @@ struct SignalingApplication: NamespaceHandler {
 
     // MARK: events
 
-    private func joinRoom(_ socket: Socket, _ member: Member, _ payload: PacketValue) throws(SignalingError) -> Outcome {
+    var filteredEvents: Set<String> { ["user_joined", "user_left"] }
+
+    func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket) -> Bool {
+        guard let member = socket.attachment as? Member, packet.data.count > 1,
+            let room = packet.data[1]["roomName"]?.stringValue, let peer = packet.data[1]["socketId"]?.stringValue,
+            member.rosterPeers[room] != nil
+        else { return true }
+        let known = member.rosterPeers[room]?.remove(peer) != nil
+        // A user_left passes and forgets the peer; a user_joined of a peer the roster already gave is held back.
+        return packet.eventName == "user_left" || !known
+    }
+
+    private func joinRoom(
+        _ socket: Socket,
+        _ member: Member,
+        _ payload: PacketValue,
+        wantsRoster: Bool
+    ) throws(SignalingError) -> Outcome {
         let room = try roomName(payload)
         let name = try personName(payload)
         let id = socket.id
@@ -196,17 +216,35 @@ struct SignalingApplication: NamespaceHandler {
         let iceServers: PacketValue? =
             configuration.iceServers.isEmpty ? Optional.none : .some(configuration.iceServers.iceServers(for: id))
         let entry = PresenceEntry(room: room, socket: id, personName: name)
-        let bound = NIOLoopBound(member, eventLoop: eventLoop)
+        let bound = NIOLoopBound((socket, member), eventLoop: eventLoop)
+        let full = SignalingError(.roomFull, "room \(room) has its maximum of \(maxMembers) members")
+        // The order matters. (1) A full room is refused before the socket hears any of its traffic. (2) The socket
+        // is in the room before presence lists the members, so any peer that joins after that listing
+        // announces itself to this socket: nobody is missed, on any node. (3) The roster answers, (4) the
+        // announcement goes out; a client that got the roster does not hear again of the peers it listed.
         return .later(
-            presence.join(entry, on: eventLoop).flatMapThrowing { result -> PacketValue in
-                let member = bound.value
-                if result.isNew, result.members.count > maxMembers {
+            presence.count(of: room, on: eventLoop).flatMapThrowing { count in
+                let (socket, member) = bound.value
+                guard count < maxMembers else {
                     member.names[room] = nil
-                    _ = presence.leave(room: room, socket: id, on: eventLoop)
-                    throw SignalingError(.roomFull, "room \(room) has its maximum of \(maxMembers) members")
+                    throw full
                 }
-                // Into the room and announced in one step (see Adapter.join(_:room:announcing:)).
-                namespace.join(id, room: room, announcing: "user_joined", [Self.peer(entry)])
+                socket.join(room)
+            }.flatMap {
+                presence.join(entry, on: eventLoop)
+            }.flatMapThrowing { result -> PacketValue in
+                let (socket, member) = bound.value
+                if result.isNew, result.members.count > maxMembers {
+                    // Lost a race for the last place.
+                    member.names[room] = nil
+                    socket.leave(room)
+                    _ = presence.leave(room: room, socket: id, on: eventLoop)
+                    throw full
+                }
+                if wantsRoster {
+                    member.rosterPeers[room] = Set(result.members.map(\.socket).filter { $0 != id })
+                }
+                namespace.emit("user_joined", [Self.peer(entry)], to: [room])
                 var roster = Self.roster(room: room, socket: id, result.members)
                 if let iceServers, case .object(var fields) = roster {
                     fields.append(("iceServers", iceServers))
@@ -252,6 +290,7 @@ struct SignalingApplication: NamespaceHandler {
     private func leaveRoom(_ socket: Socket, _ member: Member, _ payload: PacketValue) throws(SignalingError) -> Outcome {
         let room = try roomName(payload)
         guard member.names.removeValue(forKey: room) != nil else { throw SignalingError(.notInRoom, "not in room \(room)") }
+        member.rosterPeers[room] = nil
         let id = socket.id
         let namespace = socket.namespace
         socket.leave(room)

@@ -14,12 +14,19 @@ public protocol NamespaceHandler: Sendable {
     func socket(_ socket: Socket, event: String, arguments: [PacketValue], ack: Ack?)
     /// The socket is gone; `reason` is Socket.IO's (e.g. "transport close", "client namespace disconnect").
     func socketDisconnected(_ socket: Socket, reason: String)
+
+    /// Events whose deliveries ask ``shouldDeliver(_:to:)`` first (all others go straight out).
+    var filteredEvents: Set<String> { get }
+    /// Whether a broadcast of one of ``filteredEvents`` goes to this socket. Called on the socket's loop.
+    func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket) -> Bool
 }
 
 extension NamespaceHandler {
     public func socketWillConnect(_ socket: Socket, auth: PacketValue?) -> String? { nil }
     public func socketConnected(_ socket: Socket) {}
     public func socketDisconnected(_ socket: Socket, reason: String) {}
+    public var filteredEvents: Set<String> { [] }
+    public func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket) -> Bool { true }
 }
 
 /// The sockets of one namespace on this node, reachable from any thread. It is the adapter's delivery sink:
@@ -27,9 +34,13 @@ extension NamespaceHandler {
 public final class LocalSockets: LocalDelivery {
     private let sockets = Mutex<[SocketID: NIOLoopBound<Socket>]>([:])
     let metrics: SignalMetrics
+    let handler: any NamespaceHandler
+    let filteredEvents: Set<String>
 
-    init(metrics: SignalMetrics) {
+    init(metrics: SignalMetrics, handler: any NamespaceHandler) {
         self.metrics = metrics
+        self.handler = handler
+        self.filteredEvents = handler.filteredEvents
     }
 
     func add(_ socket: Socket) {
@@ -46,7 +57,14 @@ public final class LocalSockets: LocalDelivery {
     public func deliver(_ packet: BroadcastPacket, to ids: [SocketID]) {
         let frames = SocketIOPacket(type: .event, nsp: packet.nsp, data: .array(packet.data)).engineFrames()
         metrics.eventDelivered(packet.eventName, count: ids.count)
-        deliver(frames, to: ids)
+        if let name = packet.eventName, filteredEvents.contains(name) {
+            let handler = self.handler
+            forEach(ids) { socket in
+                if handler.shouldDeliver(packet, to: socket) { socket.sendFrames(frames) }
+            }
+        } else {
+            deliver(frames, to: ids)
+        }
     }
 
     public func disconnect(_ ids: [SocketID], close: Bool) {
@@ -109,16 +127,9 @@ public final class Namespace: Sendable {
         self.handler = handler
         self.logger = logger
         self.metrics = metrics
-        let localSockets = LocalSockets(metrics: metrics)
+        let localSockets = LocalSockets(metrics: metrics, handler: handler)
         self.localSockets = localSockets
         self.adapter = makeAdapter(name, localSockets)
-    }
-
-    /// Puts a local socket into `room` and emits `event` to the room, the socket included, as one step (see
-    /// `Adapter.join(_:room:announcing:)`).
-    public func join(_ socket: SocketID, room: Room, announcing event: String, _ arguments: [PacketValue]) {
-        metrics.broadcasts.increment()
-        adapter.join(socket, room: room, announcing: BroadcastPacket(nsp: name, data: [.string(event)] + arguments))
     }
 
     /// Emits to every socket in `rooms` (everyone when empty) except those in `except`, cluster-wide.
