@@ -283,6 +283,8 @@ final class SIOClient: ChannelInboundHandler, @unchecked Sendable {
     let registry: Registry
     /// Deliveries of this client's messages not yet received by their room (saturation window).
     let outstanding = Atomic<Int>(0)
+    /// A refill is scheduled on this client's loop (receivers on other loops decrement `outstanding`).
+    let refillPending = Atomic<Bool>(false)
     /// Signal peer (the other end of its offer/answer pair), set by the driver once every sid is known.
     var peerSid = ""
     var isInitiator = false
@@ -322,6 +324,7 @@ final class SIOClient: ChannelInboundHandler, @unchecked Sendable {
     func resetCounters() {
         sent = 0
         outstanding.store(0, ordering: .relaxed)
+        refillPending.store(false, ordering: .relaxed)
         for i in receivedFrom.indices {
             receivedFrom[i] = 0
             lastSeq[i] = -1
@@ -543,14 +546,24 @@ final class SIOClient: ChannelInboundHandler, @unchecked Sendable {
         let sender = Int(m.1)
         if let threshold = lc.saturationThreshold, sender < registry.clients.count {
             let s = registry.clients[sender]
-            if s.outstanding.subtract(1, ordering: .relaxed).newValue == threshold {
+            if s.outstanding.subtract(1, ordering: .relaxed).newValue <= threshold,
+                s.refillPending.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+            {
                 if s.lc === lc {
-                    s.sendRoomMessage(at: now)
+                    s.refill()
                 } else {
-                    s.lc.loop.execute { if s.lc.saturationThreshold != nil { s.sendRoomMessage(at: nowNanos()) } }
+                    s.lc.loop.execute { s.refill() }
                 }
             }
         }
+    }
+
+    /// Saturation: sends until fewer than `window` messages are in flight (on this client's loop).
+    func refill() {
+        refillPending.store(false, ordering: .relaxed)
+        guard let threshold = lc.saturationThreshold else { return }
+        let now = nowNanos()
+        while joined && outstanding.load(ordering: .relaxed) <= threshold { sendRoomMessage(at: now) }
     }
 
     // MARK: Signals (offer → answer → ICE, between two clients on different nodes)

@@ -499,7 +499,6 @@ final class Bench: @unchecked Sendable {
         let baseline = snapshot()
         var steps: [[String: Any]] = []
         var done = 0
-        var prev = baseline
         var prevRSS = baseline.procs[o.rss ?? ""]?.rssKB ?? 0
         for target in counts.sorted() where target > done {
             let a = snapshot()
@@ -522,8 +521,6 @@ final class Bench: @unchecked Sendable {
                 prevRSS = r1
             }
             step.merge(costs(a, b, events: ok, eventName: "connect+join")) { x, _ in x }
-            _ = prev
-            prev = c
             steps.append(step)
             if let k = step["kb_per_connection"] as? Double {
                 log(String(format: "idle: %d connections, %.2f KB RSS per connection", target, k))
@@ -603,7 +600,7 @@ final class Bench: @unchecked Sendable {
                 "phases": results,
             ]
             if let data = try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]) {
-                FileManager.default.createFile(atPath: path, contents: data)
+                _ = FileManager.default.createFile(atPath: path, contents: data)
             }
         }
     }
