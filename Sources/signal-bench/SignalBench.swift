@@ -52,6 +52,8 @@ struct SignalBench: ParsableCommand {
     @Option(help: "Write the results as JSON to this file.") var json: String?
     @Option(help: "Label of the implementation under test.") var label = "server"
     @Option(help: "Seconds between progress lines (0: none).") var progressInterval = 1.0
+    @Flag(help: "Exit with status 1 if any delivery or signal was lost or any error was seen (for CI smoke runs).")
+    var failOnLoss = false
 
     func run() throws {
         let endpoints = try urls.map { u -> Endpoint in
@@ -81,6 +83,7 @@ final class Bench: @unchecked Sendable {
     let registry = Registry()
     var idleClients: [SIOClient] = []
     var phaseId: UInt64 = 0
+    var connectFailed = 0
     var results: [[String: Any]] = []
     let inflight = Atomic<Int>(0)
     let started = Date()
@@ -146,6 +149,18 @@ final class Bench: @unchecked Sendable {
         Thread.sleep(forTimeInterval: 0.5)
         report()
         try? group.syncShutdownGracefully()
+        if o.failOnLoss {
+            let bad = results.filter { r in
+                ((r["lost"] as? Int) ?? 0) > 0 || ((r["errors"] as? Int) ?? 0) > 0 || ((r["duplicates"] as? Int) ?? 0) > 0
+                    || ((r["failed"] as? Int) ?? 0) > 0
+            }
+            if !bad.isEmpty || connectFailed > 0 {
+                log(
+                    "signal-bench: \(connectFailed) clients failed to join; losses or errors in: "
+                        + bad.map { $0["phase"] as? String ?? "?" }.joined(separator: ", "))
+                throw ExitCode(1)
+            }
+        }
     }
 
     // MARK: Sampling
@@ -316,6 +331,7 @@ final class Bench: @unchecked Sendable {
         beginPhase()
         let a = snapshot()
         let (ok, failed) = connect(mainClients, rate: o.connectRate, phase: "connect")
+        connectFailed = failed
         let b = snapshot()
         // Let the user_joined broadcasts land before counting them.
         Thread.sleep(forTimeInterval: 0.5)
