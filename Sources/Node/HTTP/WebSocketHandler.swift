@@ -1,16 +1,21 @@
 import NIOCore
 import NIOWebSocket
 
-/// A websocket channel seen by a session. Writes hop to the channel's loop once per batch.
+/// A websocket channel seen by a session. Writes hop to the channel's loop once per batch, and the flush is
+/// coalesced: everything written to the channel in one loop tick leaves in one `writev`.
 final class ChannelWebSocketConnection: WebSocketConnection {
     let channel: any Channel
+    private let flushPending: NIOLoopBoundBox<Bool>
 
+    /// Must be created on the channel's event loop.
     init(channel: any Channel) {
         self.channel = channel
+        self.flushPending = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
     }
 
     func write(_ frames: [EngineFrame]) {
         let channel = self.channel
+        let flushPending = self.flushPending
         let write = {
             for frame in frames {
                 switch frame {
@@ -20,7 +25,12 @@ final class ChannelWebSocketConnection: WebSocketConnection {
                     channel.write(WebSocketFrame(fin: true, opcode: .binary, data: data), promise: nil)
                 }
             }
-            channel.flush()
+            guard !flushPending.value else { return }
+            flushPending.value = true
+            channel.eventLoop.execute {
+                flushPending.value = false
+                channel.flush()
+            }
         }
         if channel.eventLoop.inEventLoop {
             write()

@@ -31,6 +31,10 @@ struct SignalingApplication: NamespaceHandler {
         /// Per room, the peers this client learned from its join roster: a `user_joined` for one of them that
         /// arrives later (a join racing on another node) is not delivered, so the client hears of each peer once.
         var rosterPeers: [Room: Set<SocketID>] = [:]
+        /// Peers known to share a room with this socket (from its roster, the `user_joined` it received, or a
+        /// check with presence), dropped on their `user_left` and on this socket's `leave_room`: a signal to one of
+        /// them needs no Redis round trip.
+        var verifiedPeers: Set<SocketID> = []
         private var queue = CircularBuffer<() -> EventLoopFuture<Void>?>()
         private var running = false
 
@@ -181,11 +185,17 @@ struct SignalingApplication: NamespaceHandler {
     func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket) -> Bool {
         guard let member = socket.attachment as? Member, packet.data.count > 1,
             let room = packet.data[1]["roomName"]?.stringValue, let peer = packet.data[1]["socketId"]?.stringValue,
-            member.rosterPeers[room] != nil
+            peer != socket.id
         else { return true }
-        let known = member.rosterPeers[room]?.remove(peer) != nil
-        // A user_left passes and forgets the peer; a user_joined of a peer the roster already gave is held back.
-        return packet.eventName == "user_left" || !known
+        if packet.eventName == "user_left" {
+            // Passes, and the peer is forgotten.
+            member.verifiedPeers.remove(peer)
+            member.rosterPeers[room]?.remove(peer)
+            return true
+        }
+        if member.names[room] != nil { member.verifiedPeers.insert(peer) }
+        // A user_joined of a peer the roster already gave is held back.
+        return member.rosterPeers[room]?.remove(peer) == nil
     }
 
     private func joinRoom(
@@ -241,9 +251,9 @@ struct SignalingApplication: NamespaceHandler {
                     _ = presence.leave(room: room, socket: id, on: eventLoop)
                     throw full
                 }
-                if wantsRoster {
-                    member.rosterPeers[room] = Set(result.members.map(\.socket).filter { $0 != id })
-                }
+                let peers = Set(result.members.map(\.socket).filter { $0 != id })
+                member.verifiedPeers.formUnion(peers)
+                if wantsRoster { member.rosterPeers[room] = peers }
                 namespace.emit("user_joined", [Self.peer(entry)], to: [room])
                 var roster = Self.roster(room: room, socket: id, result.members)
                 if let iceServers, case .object(var fields) = roster {
@@ -291,6 +301,7 @@ struct SignalingApplication: NamespaceHandler {
         let room = try roomName(payload)
         guard member.names.removeValue(forKey: room) != nil else { throw SignalingError(.notInRoom, "not in room \(room)") }
         member.rosterPeers[room] = nil
+        member.verifiedPeers.removeAll()  // they may share no other room with us: check again when needed
         let id = socket.id
         let namespace = socket.namespace
         socket.leave(room)
@@ -343,9 +354,15 @@ struct SignalingApplication: NamespaceHandler {
         guard !rooms.isEmpty else { throw SignalingError(.notInSameRoom, "join a room with \(target) first") }
         let namespace = socket.namespace
         let sender = socket.id
+        if member.verifiedPeers.contains(target) {
+            for name in names { namespace.emit(name, [relayed], to: [target], except: [sender]) }
+            return .done(Self.ok)
+        }
+        let bound = NIOLoopBound(member, eventLoop: socket.eventLoop)
         return .later(
             presence.isMember(target, ofAnyOf: rooms, on: socket.eventLoop).flatMapThrowing { shared in
                 guard shared else { throw SignalingError(.notInSameRoom, "\(target) is in none of your rooms") }
+                bound.value.verifiedPeers.insert(target)
                 for name in names { namespace.emit(name, [relayed], to: [target], except: [sender]) }
                 return Self.ok
             }
