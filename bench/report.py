@@ -238,6 +238,33 @@ def markdown(F):
                      + f", signal-bench {100 * (f.get('saturation_loadgen_ms') or 0) / 1000 / secs:.0f}% of a core; "
                      f"{fmt(f.get('saturation_cpu'))} µs of server CPU per delivery.")
     L.append("")
+    reps = [t for t in ("-r2", "-r3") if load(f"swift-main{t}") and load(f"python-main{t}")]
+    if reps:
+        L.append("### Run-to-run spread (main scenario repeated, fresh clusters)\n")
+        L.append("The figures above are from one run; the main scenario was run again "
+                 f"{len(reps)} more time(s) the same way (`bench/run.py --scenario main --tag=-r2` …). "
+                 "Each cell: the run above, then the repeats.\n")
+        L.append("| metric | python-socketio | signal-node |")
+        L.append("|---|---|---|")
+        keys = [("CPU µs per room delivery", "broadcast", "cpu_us_per_event"),
+                ("CPU µs per relayed signal", "signal", "cpu_us_per_event"),
+                ("delivery latency p50 (ms)", "broadcast", ("latency", "p50_ms")),
+                ("delivery latency p99 (ms)", "broadcast", ("latency", "p99_ms")),
+                ("signal latency p50 (ms)", "signal", ("latency", "p50_ms")),
+                ("signal latency p99 (ms)", "signal", ("latency", "p99_ms")),
+                ("deliveries/s at saturation", "saturate", "deliveries_per_s"),
+                ("lost at saturation", "saturate", "lost")]
+        for label, ph, key in keys:
+            cells = []
+            for impl in ("python", "swift"):
+                vals = []
+                for t in [""] + reps:
+                    p_ = phase(load(f"{impl}-main{t}"), ph)
+                    v = p_.get(key[0], {}).get(key[1]) if isinstance(key, tuple) else p_.get(key)
+                    vals.append(fmt(v, 2))
+                cells.append(" / ".join(vals))
+            L.append(f"| {label} | {cells[0]} | {cells[1]} |")
+        L.append("")
     L.append("### Memory per idle connection (RSS of node 1)\n")
     L.append("| connections | python-socketio KB/conn (marginal) | signal-node KB/conn (marginal) | signal-node RSS MB |")
     L.append("|---|---|---|---|")

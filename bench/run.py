@@ -61,7 +61,7 @@ class Cluster:
                     raise RuntimeError(f"port {port} is already in use")
         self.procs["redis"] = subprocess.Popen(
             ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--maxclients", "1000"],
+             "--appendonly", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         end = time.time() + 10
         while subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True,
