@@ -212,6 +212,8 @@ struct ClientConfig: Sendable {
     var sdp: String
     var candidate: String
     var connectTimeout: TimeAmount
+    /// Count relayed ICE under `ice-candidate` (the seed's name) instead of `ice_candidate`.
+    var iceHyphen: Bool
 }
 
 /// Consumes the HTTP/1.1 upgrade response, then hands the rest of the stream to the WebSocket decoder and leaves.
@@ -481,6 +483,12 @@ final class SIOClient: ChannelInboundHandler, @unchecked Sendable {
             failJoin("join refused")
             return
         }
+        confirmJoin(p)
+    }
+
+    /// The join is confirmed by its ack or by the room's `user_joined` naming this socket, whichever comes first
+    /// (the seed's server never answers acks).
+    private func confirmJoin(_ p: EventLoopPromise<Void>) {
         joinPromise = nil
         joined = true
         lc.stats.connects += 1
@@ -499,9 +507,19 @@ final class SIOClient: ChannelInboundHandler, @unchecked Sendable {
         let name = buf.getString(at: start, length: end - start) ?? ""
         switch name {
         case "message": onRoomMessage(buf)
-        case "offer", "answer", "ice_candidate": onSignal(name, buf)
-        case "ice-candidate": lc.stats.iceHyphen += 1
-        case "user_joined": lc.stats.userJoined += 1
+        case "offer", "answer": onSignal(name, buf)
+        case "ice_candidate":
+            if config.iceHyphen { lc.stats.iceHyphen += 1 } else { onSignal(name, buf) }
+        case "ice-candidate":
+            if config.iceHyphen { onSignal("ice_candidate", buf) } else { lc.stats.iceHyphen += 1 }
+        case "user_joined":
+            lc.stats.userJoined += 1
+            if let p = joinPromise, !sid.isEmpty,
+                let text = buf.getString(at: buf.readerIndex, length: buf.readableBytes),
+                text.contains("\"socketId\":\"\(sid)\"")
+            {
+                confirmJoin(p)
+            }
         case "user_left": lc.stats.userLeft += 1
         case "error":
             let text = buf.getString(at: buf.readerIndex, length: buf.readableBytes) ?? ""

@@ -47,6 +47,8 @@ struct SignalBench: ParsableCommand {
     @Option(help: "Redis port: report bytes each watched process receives from Redis (ss -tinp).")
     var redisPort: Int?
     @Option(help: "Event loop threads of the load generator.") var threads = 1
+    @Option(help: "Relayed ICE event to count: ice_candidate (ours, python-socketio) or ice-candidate (the seed's).")
+    var iceEvent = "ice_candidate"
     @Option(help: "Seconds to wait for late deliveries after a phase.") var drainTimeout = 10.0
     @Option(help: "Connect/join timeout, seconds.") var connectTimeout = 15.0
     @Option(help: "Write the results as JSON to this file.") var json: String?
@@ -103,7 +105,8 @@ final class Bench: @unchecked Sendable {
             contentPadding: String(repeating: "x", count: max(0, options.messageSize - 40)),
             sdp: makeSDP(size: max(16, options.sdpSize - 40)),
             candidate: "candidate:842163049 1 udp 1677729535 192.0.2.10 54400 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag EsAw network-cost 999",
-            connectTimeout: .milliseconds(Int64(options.connectTimeout * 1000)))
+            connectTimeout: .milliseconds(Int64(options.connectTimeout * 1000)),
+            iceHyphen: options.iceEvent == "ice-candidate")
     }
 
     func log(_ s: String) {
@@ -481,7 +484,7 @@ final class Bench: @unchecked Sendable {
             "pairs": count, "offered_rounds_per_s": o.signalRate, "sdp_bytes": o.sdpSize,
             "offers_sent": s.offersSent, "offers_received": s.offersReceived,
             "answers_sent": s.answersSent, "answers_received": s.answersReceived,
-            "ice_sent": s.iceSent, "ice_received": s.iceReceived, "ice_hyphen_received": s.iceHyphen,
+            "ice_sent": s.iceSent, "ice_received": s.iceReceived, "ice_other_name_received": s.iceHyphen,
             "rounds_completed": s.iceReceived, "signals_relayed": relayed, "lost": max(0, sent - relayed),
             "stale": s.staleDeliveries, "signals_per_s": Double(relayed) / active,
             "latency": s.signalHop.summary(), "round_trip_latency": s.signalRTT.summary(),
