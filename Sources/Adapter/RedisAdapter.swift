@@ -105,24 +105,15 @@ public final class RedisAdapter: Adapter {
             onEvent: { event in Self.log(event, role: "publisher", logger: logger) }
         )
         // The message handler needs `self`; it reaches it through a box filled right below.
-        let handlerBox = HandlerBox()
+        let handlerBox = WeakReference<RedisAdapter>()
         self.subscriber = RedisSubscriber(
             configuration: configuration.redis,
             eventLoopGroup: eventLoopGroup,
             logger: logger,
             onEvent: { event in Self.log(event, role: "subscriber", logger: logger) },
-            onMessage: { channel, _, payload in handlerBox.adapter?.received(channel: channel, payload: payload) }
+            onMessage: { channel, _, payload in handlerBox.object?.received(channel: channel, payload: payload) }
         )
         handlerBox.set(self)
-    }
-
-    private final class HandlerBox: Sendable {
-        private let weakAdapter = Mutex<WeakAdapter>(WeakAdapter())
-        struct WeakAdapter: @unchecked Sendable {  // only read and written under the mutex
-            weak var value: RedisAdapter?
-        }
-        var adapter: RedisAdapter? { weakAdapter.withLock { $0.value } }
-        func set(_ adapter: RedisAdapter) { weakAdapter.withLock { $0.value = adapter } }
     }
 
     private static func log(_ event: RedisConnectionEvent, role: String, logger: Logger) {

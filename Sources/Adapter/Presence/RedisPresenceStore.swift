@@ -53,7 +53,7 @@ public final class RedisPresenceStore: PresenceStore {
         var logger = logger
         logger[metadataKey: "presence.instance"] = "\(instance)"
         self.logger = logger
-        let reconnected = Reconnected()
+        let reconnected = WeakReference<RedisPresenceStore>()
         self.connection = RedisConnection(
             configuration: configuration.redis,
             eventLoopGroup: eventLoopGroup,
@@ -61,19 +61,10 @@ public final class RedisPresenceStore: PresenceStore {
             onEvent: { event in
                 // Connected (first time, or back after an outage): register at once rather than at the next
                 // heartbeat, so a node that dies early is known, and a Redis that lost our entries gets them back.
-                if case .connected = event { reconnected.store?.heartbeatNow() }
+                if case .connected = event { reconnected.object?.heartbeatNow() }
             }
         )
         reconnected.set(self)
-    }
-
-    private final class Reconnected: Sendable {
-        private let weakStore = Mutex<WeakStore>(WeakStore())
-        struct WeakStore: @unchecked Sendable {  // only read and written under the mutex
-            weak var value: RedisPresenceStore?
-        }
-        var store: RedisPresenceStore? { weakStore.withLock { $0.value } }
-        func set(_ store: RedisPresenceStore) { weakStore.withLock { $0.value = store } }
     }
 
     private func heartbeatNow() {

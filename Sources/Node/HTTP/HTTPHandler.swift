@@ -215,27 +215,13 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     Self.write(on: channel, status: .badRequest, headers: headers, contentType: nil, body: nil, keepAlive: keepAlive)
                 case .transportMismatch?, .invalidPayload?:
                     // A poll for a session that moved to its websocket.
-                    Self.write(
-                        on: channel,
-                        status: .badRequest,
-                        headers: headers,
-                        contentType: "application/json",
-                        body: ByteBuffer(string: EngineError.badRequest.json),
-                        keepAlive: keepAlive
-                    )
+                    Self.writeEngineError(.badRequest, on: channel, headers: headers, keepAlive: keepAlive)
                 }
             }
         case .POST:
             Self.onSessionLoop(bound) { session in
                 if session.postArrived(body) != nil {
-                    Self.write(
-                        on: channel,
-                        status: .badRequest,
-                        headers: headers,
-                        contentType: "application/json",
-                        body: ByteBuffer(string: EngineError.badRequest.json),
-                        keepAlive: keepAlive
-                    )
+                    Self.writeEngineError(.badRequest, on: channel, headers: headers, keepAlive: keepAlive)
                 } else {
                     Self.write(
                         on: channel,
@@ -295,6 +281,17 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         body: ByteBuffer? = nil
     ) {
         Self.write(on: context.channel, status: status, headers: headers, contentType: contentType, body: head.method == .HEAD ? nil : body, keepAlive: head.isKeepAlive)
+    }
+
+    static func writeEngineError(_ error: EngineError, on channel: any Channel, headers: HTTPHeaders, keepAlive: Bool) {
+        write(
+            on: channel,
+            status: HTTPResponseStatus(statusCode: error.httpStatus),
+            headers: headers,
+            contentType: "application/json",
+            body: ByteBuffer(string: error.json),
+            keepAlive: keepAlive
+        )
     }
 
     static func write(
