@@ -105,6 +105,16 @@ def figures(tag):
     return out
 
 
+def median_of(F, impl, key):
+    """Median of a figure over this run and its repeats (-r2, -r3: main scenario only)."""
+    vals = [f[impl].get(key) for f in [F] + F.get("repeats", [])]
+    vals = sorted(v for v in vals if v is not None)
+    if not vals:
+        return None
+    n = len(vals)
+    return vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+
+
 def fmt(v, d=1):
     if v is None:
         return "–"
@@ -183,12 +193,15 @@ def markdown(F):
              f"measures {fmt(py.get('cpu_delivery'))} µs and {fmt(py.get('delivery_p50'), 2)} / "
              f"{fmt(py.get('delivery_p99'), 2)} ms under signal-bench, so the ratios against the notes' Node.js figures "
              "flatter us. Scaling Node.js by how much the load generator changed python-socketio's figures "
-             "(Node.js estimate = python-socketio this run × Node.js notes / python-socketio notes; a rough estimate "
-             "that assumes both servers gain alike):\n")
-    L.append("| metric | python-socketio notes → this run | Node.js estimate for this run | signal-node | vs the estimate |")
+             "(Node.js estimate = python-socketio in this run × Node.js notes / python-socketio notes, with the median "
+             "of this run and its repeats where there are repeats; a rough estimate that assumes both servers gain "
+             "alike):\n")
+    L.append("| metric | python-socketio: notes → this run (median of the runs) | Node.js estimate for this run "
+             "| signal-node (median of the runs) | vs the estimate |")
     L.append("|---|---|---|---|---|")
     for label, k, lower in rows + [("room deliveries/s at saturation", "saturation", False)]:
-        pn, pt, nn, ours = PY_NOTES.get(k), py.get(k), NODE.get(k), sw.get(k)
+        pn, nn = PY_NOTES.get(k), NODE.get(k)
+        pt, ours = median_of(F, "python", k), median_of(F, "swift", k)
         if None in (pn, pt, nn, ours):
             continue
         est = pt * nn / pn
@@ -238,6 +251,20 @@ def markdown(F):
                      + f", signal-bench {100 * (f.get('saturation_loadgen_ms') or 0) / 1000 / secs:.0f}% of a core; "
                      f"{fmt(f.get('saturation_cpu'))} µs of server CPU per delivery.")
     L.append("")
+    if F.get("before"):
+        b = F["before"]["swift"]
+        L.append(f"### signal-node before and after {F['before_label']}\n")
+        L.append(f"The same scenarios run the same way against the server as of {F['before_rev']} (files "
+                 f"`bench/results/*-{F['before_rev']}.json`), for the effect of {F['before_label']}:\n")
+        L.append(f"| metric | {F['before_rev']} | this run | change |")
+        L.append("|---|---|---|---|")
+        for label, k, lower in rows + [("room deliveries/s at saturation", "saturation", False),
+                                        ("connect+join rate (/s)", "connect_rate", False)]:
+            x, y = b.get(k), sw.get(k)
+            if x is None or y is None:
+                continue
+            L.append(f"| {label} | {fmt(x, 2)} | {fmt(y, 2)} | {100 * (y - x) / x:+.0f}% |")
+        L.append("")
     reps = [t for t in ("-r2", "-r3") if load(f"swift-main{t}") and load(f"python-main{t}")]
     if reps:
         L.append("### Run-to-run spread (main scenario repeated, fresh clusters)\n")
@@ -394,8 +421,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tag", default="")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--before", default="", help="tag of an earlier run of the same scenarios, e.g. -579e8ba")
+    ap.add_argument("--before-label", default="the server changes since")
     args = ap.parse_args()
     F = figures(args.tag)
+    F["repeats"] = [figures(args.tag + t) for t in ("-r2", "-r3") if load(f"swift-main{args.tag}{t}")]
+    if args.before:
+        F["before"] = figures(args.before)
+        F["before_rev"] = args.before.lstrip("-")
+        F["before_label"] = args.before_label
     md = markdown(F)
     with open(os.path.join(RESULTS, f"figures{args.tag}.md"), "w") as f:
         f.write(md + "\n")
