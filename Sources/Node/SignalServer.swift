@@ -108,14 +108,11 @@ public final class SignalServer: Sendable {
                 let sid = query.sid.map(String.init)
                 let token = query.token.map(String.init)
                 return channel.eventLoop.makeCompletedFuture {
+                    // Fragmented messages are put together by the handler itself: one handler less per idle
+                    // connection than with NIO's frame aggregator.
                     try channel.pipeline.syncOperations.addHandler(
-                        NIOWebSocketFrameAggregator(
-                            minNonFinalFragmentSize: 0,
-                            maxAccumulatedFrameCount: 1024,
-                            maxAccumulatedFrameSize: maxPayload
-                        )
+                        EngineWebSocketHandler(engine: engine, sid: sid, token: token, maxPayload: maxPayload)
                     )
-                    try channel.pipeline.syncOperations.addHandler(EngineWebSocketHandler(engine: engine, sid: sid, token: token))
                 }
             }
         )

@@ -57,14 +57,21 @@ final class EngineWebSocketHandler: ChannelInboundHandler {
     private let engine: EngineServer
     private let sid: String?
     private let token: String?
+    private let maxPayload: Int
+    /// A message arriving in fragments: its opcode, the bytes so far and the number of frames.
+    private var fragments: (opcode: WebSocketOpcode, data: ByteBuffer, frames: Int)?
     private var connection: ChannelWebSocketConnection?
     private var session: NIOLoopBound<EngineSession>?
 
-    init(engine: EngineServer, sid: String?, token: String?) {
+    init(engine: EngineServer, sid: String?, token: String?, maxPayload: Int) {
         self.engine = engine
         self.sid = sid
         self.token = token
+        self.maxPayload = maxPayload
     }
+
+    /// Most fragments one message may come in.
+    static let maximumFragments = 1024
 
     func handlerAdded(context: ChannelHandlerContext) {
         let connection = ChannelWebSocketConnection(channel: context.channel)
@@ -90,10 +97,28 @@ final class EngineWebSocketHandler: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         let engineFrame: EngineFrame
         switch frame.opcode {
-        case .text:
-            engineFrame = .text(frame.unmaskedData)
-        case .binary:
-            engineFrame = .binary(frame.unmaskedData)
+        case .text, .binary:
+            guard fragments == nil else { return protocolError(context, .protocolError) }
+            guard frame.fin else {
+                fragments = (frame.opcode, frame.unmaskedData, 1)
+                return
+            }
+            engineFrame = frame.opcode == .text ? .text(frame.unmaskedData) : .binary(frame.unmaskedData)
+        case .continuation:
+            guard var message = fragments else { return protocolError(context, .protocolError) }
+            var more = frame.unmaskedData
+            message.data.writeBuffer(&more)
+            message.frames += 1
+            guard message.data.readableBytes <= maxPayload, message.frames <= Self.maximumFragments else {
+                fragments = nil
+                return protocolError(context, .messageTooLarge)
+            }
+            guard frame.fin else {
+                fragments = message
+                return
+            }
+            fragments = nil
+            engineFrame = message.opcode == .text ? .text(message.data) : .binary(message.data)
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
@@ -110,6 +135,14 @@ final class EngineWebSocketHandler: ChannelInboundHandler {
         } else {
             bound.eventLoop.execute { bound.value.webSocketFrame(engineFrame, from: connection) }
         }
+    }
+
+    private func protocolError(_ context: ChannelHandlerContext, _ code: WebSocketErrorCode) {
+        var reason = context.channel.allocator.buffer(capacity: 2)
+        reason.write(webSocketErrorCode: code)
+        let close = WebSocketFrame(fin: true, opcode: .connectionClose, data: reason)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
