@@ -35,7 +35,8 @@ struct SignalingApplication: NamespaceHandler {
         /// check with presence), dropped on their `user_left` and on this socket's `leave_room`: a signal to one of
         /// them needs no Redis round trip.
         var verifiedPeers: Set<SocketID> = []
-        private var queue = CircularBuffer<() -> EventLoopFuture<Void>?>()
+        /// Usually empty; an empty array costs no allocation on an idle socket.
+        private var queue: [() -> EventLoopFuture<Void>?] = []
         private var running = false
 
         init(bucket: TokenBucket) {
@@ -50,7 +51,8 @@ struct SignalingApplication: NamespaceHandler {
 
         private func drain() {
             guard !running else { return }
-            while let operation = queue.popFirst() {
+            while !queue.isEmpty {
+                let operation = queue.removeFirst()
                 if let future = operation() {
                     running = true
                     future.assumeIsolated().whenComplete { _ in

@@ -19,7 +19,12 @@ public struct Ack {
 public final class Socket {
     public let id: SocketID
     public let namespace: Namespace
-    public var logger: Logger
+    /// Made when something is logged: metadata stored per socket would cost memory on every idle one.
+    public var logger: Logger {
+        var logger = namespace.logger
+        logger[metadataKey: "socket.id"] = "\(id)"
+        return logger
+    }
     /// The application's own state for this socket.
     public var attachment: AnyObject?
     public private(set) var isConnected = true
@@ -32,9 +37,6 @@ public final class Socket {
         self.id = id
         self.namespace = namespace
         self.connection = connection
-        var logger = namespace.logger
-        logger[metadataKey: "socket.id"] = "\(id)"
-        self.logger = logger
     }
 
     public var eventLoop: any EventLoop { connection.session.eventLoop }

@@ -7,17 +7,21 @@ import NIOCore
 final class SocketIOConnection: EngineSessionDelegate {
     unowned let session: EngineSession
     let namespaces: [String: Namespace]
-    var logger: Logger
-    private var sockets: [String: Socket] = [:]
+    private let baseLogger: Logger
+    /// Made when something is logged: metadata stored per connection would cost memory on every idle one.
+    var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "engine.sid"] = "\(session.sid)"
+        return logger
+    }
+    private var sockets = SocketsByNamespace()
     private var pendingBinary: (packet: SocketIOPacket, attachments: [ByteBuffer])?
     private var connectTimeout: Scheduled<Void>?
 
     init(session: EngineSession, namespaces: [String: Namespace], connectTimeout: TimeAmount, logger: Logger) {
         self.session = session
         self.namespaces = namespaces
-        var logger = logger
-        logger[metadataKey: "engine.sid"] = "\(session.sid)"
-        self.logger = logger
+        self.baseLogger = logger
         // Like the reference: an Engine.IO connection that joins no namespace in time is closed.
         self.connectTimeout = session.eventLoop.scheduleTask(in: connectTimeout) { [weak session] in
             guard let session else { return }
@@ -67,7 +71,7 @@ final class SocketIOConnection: EngineSessionDelegate {
         connectTimeout?.cancel()
         let sockets = self.sockets
         self.sockets.removeAll()
-        for socket in sockets.values { socket.closed(reason: reason.rawValue) }
+        for socket in sockets.all { socket.closed(reason: reason.rawValue) }
     }
 
     private func protocolError(_ reason: String) {
@@ -145,3 +149,29 @@ final class SocketIOConnection: EngineSessionDelegate {
 
 @available(*, unavailable)
 extension SocketIOConnection: Sendable {}
+
+/// A connection's sockets by namespace. Nearly every connection has one socket, on `/`: it gets a stored
+/// property, so an idle connection allocates no dictionary.
+struct SocketsByNamespace {
+    private var main: Socket?
+    private var others: [String: Socket] = [:]
+
+    subscript(nsp: String) -> Socket? {
+        get { nsp == "/" ? main : others[nsp] }
+        set {
+            if nsp == "/" { main = newValue } else { others[nsp] = newValue }
+        }
+    }
+
+    mutating func removeValue(forKey nsp: String) -> Socket? {
+        defer { self[nsp] = nil }
+        return self[nsp]
+    }
+
+    mutating func removeAll() {
+        main = nil
+        others.removeAll()
+    }
+
+    var all: [Socket] { (main.map { [$0] } ?? []) + Array(others.values) }
+}
