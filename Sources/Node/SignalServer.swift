@@ -41,6 +41,8 @@ public final class SignalServer: Sendable {
         makeAdapter: (String, any LocalDelivery) -> any Adapter = { InMemoryAdapter(nsp: $0, delivery: $1) }
     ) {
         self.presence = presence
+        // Read the demo files now, not on an event loop at the first request.
+        _ = DemoPage.files
         let metrics = SignalMetrics()
         self.metrics = metrics
         self.configuration = configuration
