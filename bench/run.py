@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark run: our cluster (2 signal-node + redis-server) and a python-socketio cluster (2 nodes of
-bench/py_signal_server.py + AsyncRedisManager + redis-server) under the same load from signal-bench, one after
+Tests/integration/reference_server.py --redis (AsyncRedisManager) + redis-server) under the same load from signal-bench, one after
 the other on this machine. Writes bench/results/<impl>-<scenario>.json; then bench/report.py turns them into
 BENCHMARKS.md figures and bench/results/plot.png.
 
@@ -30,6 +30,7 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REFERENCE_SERVER = os.path.join(os.path.dirname(HERE), "Tests", "integration", "reference_server.py")
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 
@@ -78,7 +79,7 @@ class Cluster:
                        "--redis", url, "--redis-mode", self.mode, "--node-id", f"n{n}", "--ice-event", "underscore",
                        "--log-level", "warning", *EVENT_LIMITS]
             else:
-                cmd = [sys.executable, os.path.join(HERE, "py_signal_server.py"), "--host", "127.0.0.1",
+                cmd = [sys.executable, REFERENCE_SERVER, "--host", "127.0.0.1",
                        "--port", str(port), "--redis", url, "--ice-event", "underscore"]
             self.procs[f"node{n}"] = subprocess.Popen(cmd, stdout=log, stderr=log)
         for n in (1, 2):

@@ -95,7 +95,10 @@ def patch_engineio(args):
 
 def build_app(args):
     patch_engineio(args)
+    # --redis: nodes share rooms through python-socketio's AsyncRedisManager (bench/run.py's baseline cluster).
+    manager = socketio.AsyncRedisManager(args.redis) if args.redis else None
     sio = socketio.AsyncServer(
+        client_manager=manager,
         async_mode="aiohttp",
         cors_allowed_origins="*",
         ping_interval=args.ping_interval / 1000.0,
@@ -269,6 +272,8 @@ def parse_args(argv=None):
     p.add_argument("--ice-event", choices=["both", "underscore", "hyphen"],
                    default="both")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--redis", default=None,
+                   help="redis://host:port: a cluster node through socketio.AsyncRedisManager")
     p.add_argument("--bug", action="append", default=[], choices=sorted(BUGS),
                    help="deliberately break one behaviour (to check that the tests catch it)")
     return p.parse_args(argv)
