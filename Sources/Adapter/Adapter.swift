@@ -57,6 +57,9 @@ public protocol LocalDelivery: AnyObject, Sendable {
     func deliver(_ packet: BroadcastPacket, to sockets: [SocketID])
     /// Disconnects local sockets (a cluster's `disconnectSockets`); with `close`, their whole connection.
     func disconnect(_ sockets: [SocketID], close: Bool)
+    /// Sends `packet` to each listed socket asking for an acknowledgement; `onAck` gets each client's answer
+    /// (a cluster's broadcast with acks, e.g. `io.timeout(…).emit(…, cb)` on a Node.js node).
+    func deliverWithAck(_ packet: BroadcastPacket, to sockets: [SocketID], onAck: @escaping @Sendable ([PacketValue]) -> Void)
 }
 
 /// Room membership and fan-out for one namespace, the way socket.io-adapter defines it.

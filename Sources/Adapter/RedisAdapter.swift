@@ -344,11 +344,13 @@ public final class RedisAdapter: Adapter {
             respond(.serverSideEmit(requestId: requestId, data: .null))
         case .broadcastWithAck(let requester, let requestId, let packet, let options):
             guard requester != uid else { return }
-            // Delivered without collecting the clients' acks: we report no clients, so the requester does not
-            // wait for acks that will not come.
+            // As a Node.js node does: the number of local recipients first, then each client's first ack argument.
             let recipients = registry.withLock { $0.recipients(of: options) }
-            if !recipients.isEmpty { delivery.deliver(packet, to: recipients) }
-            respond(.broadcastClientCount(requestId: requestId, clientCount: 0))
+            respond(.broadcastClientCount(requestId: requestId, clientCount: recipients.count))
+            guard !recipients.isEmpty else { return }
+            delivery.deliverWithAck(packet, to: recipients) { [weak self] arguments in
+                self?.respond(.broadcastAck(requestId: requestId, packet: arguments.first ?? .null))
+            }
         }
     }
 

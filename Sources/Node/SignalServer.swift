@@ -75,7 +75,7 @@ public final class SignalServer: Sendable {
         let engineForMetrics = engine
         self.context = ServerContext(
             engine: engine,
-            isReady: { adapter.isReady },
+            isReady: { adapter.isReady && presence.isReady },
             metricsText: {
                 guard let base = metricsText?() else { return nil }
                 var text = base

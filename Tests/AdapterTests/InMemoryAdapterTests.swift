@@ -119,5 +119,13 @@ extension InMemoryAdapterTests {
         func disconnect(_ sockets: [SocketID], close: Bool) {
             Issue.record("the in-memory adapter never disconnects sockets by itself")
         }
+
+        func deliverWithAck(
+            _ packet: BroadcastPacket,
+            to sockets: [SocketID],
+            onAck: @escaping @Sendable ([PacketValue]) -> Void
+        ) {
+            Issue.record("the in-memory adapter never asks for acks by itself")
+        }
     }
 }

@@ -10,6 +10,8 @@ public protocol PresenceStore: Sendable {
     /// once cluster-wide, so the caller can announce `user_left` for each.
     func start(nodeLost: @escaping @Sendable ([PresenceEntry]) -> Void) async throws
     func shutdown() async
+    /// Whether presence answers for the whole cluster (for `/readyz`).
+    var isReady: Bool { get }
 
     /// Adds the entry and answers the room's members afterwards (the entry included). `isNew` is false when the
     /// socket was already in the room (nothing changed).
@@ -27,4 +29,5 @@ public protocol PresenceStore: Sendable {
 extension PresenceStore {
     public func start(nodeLost: @escaping @Sendable ([PresenceEntry]) -> Void) async throws {}
     public func shutdown() async {}
+    public var isReady: Bool { true }
 }

@@ -43,6 +43,8 @@ public final class RedisPresenceStore: PresenceStore {
     private let logger: Logger
     private let heartbeatTask = Mutex<RepeatedTask?>(nil)
     private let nodeLost = Mutex<(@Sendable ([PresenceEntry]) -> Void)?>(nil)
+    /// Set once a heartbeat has registered this node (and its entries) on the current connection.
+    private let registered = Atomic<Bool>(false)
     /// How long a presence command may take before the answer falls back to local knowledge (a frozen Redis
     /// must not stall a socket's events).
     public let commandTimeout: TimeAmount = .milliseconds(1000)
@@ -61,7 +63,11 @@ public final class RedisPresenceStore: PresenceStore {
             onEvent: { event in
                 // Connected (first time, or back after an outage): register at once rather than at the next
                 // heartbeat, so a node that dies early is known, and a Redis that lost our entries gets them back.
-                if case .connected = event { reconnected.object?.heartbeatNow() }
+                switch event {
+                case .connected: reconnected.object?.heartbeatNow()
+                case .disconnected, .closed: reconnected.object?.registered.store(false, ordering: .relaxed)
+                default: break
+                }
             }
         )
         reconnected.set(self)
@@ -121,6 +127,9 @@ public final class RedisPresenceStore: PresenceStore {
         heartbeatTask.withLock { $0 = task }
     }
 
+    /// Connected, and registered (with this node's entries written again if Redis had lost them).
+    public var isReady: Bool { connection.isConnected && registered.load(ordering: .relaxed) }
+
     public func shutdown() async {
         heartbeatTask.withLock { $0?.cancel(); $0 = nil }
         _ = try? await connection.close().get()
@@ -143,6 +152,7 @@ public final class RedisPresenceStore: PresenceStore {
             ])
             return added.and(dead).flatMap { added, dead in
                 if added.integer == 1 { self.republish() }
+                self.registered.store(true, ordering: .relaxed)
                 let instances = (dead.array ?? []).compactMap(\.string).filter { $0 != self.instance }
                 let reaps = instances.map { self.reap($0, nodeLost: nodeLost) }
                 return EventLoopFuture.andAllComplete(reaps, on: eventLoop)

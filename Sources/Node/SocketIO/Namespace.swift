@@ -67,6 +67,17 @@ public final class LocalSockets: LocalDelivery {
         }
     }
 
+    public func deliverWithAck(
+        _ packet: BroadcastPacket,
+        to ids: [SocketID],
+        onAck: @escaping @Sendable ([PacketValue]) -> Void
+    ) {
+        guard let event = packet.eventName else { return }
+        let arguments = Array(packet.data.dropFirst())
+        metrics.eventDelivered(event, count: ids.count)
+        forEach(ids) { socket in socket.emit(event, arguments, ack: onAck) }
+    }
+
     public func disconnect(_ ids: [SocketID], close: Bool) {
         forEach(ids) { socket in
             if close {
