@@ -23,11 +23,10 @@ public struct EngineConfiguration: Sendable {
 
     public init() {}
 
-    var handshakeJSON: (String, Bool) -> String {
-        { sid, polling in
-            let upgrades = polling && allowWebSocket ? "[\"websocket\"]" : "[]"
-            return "{\"sid\":\"\(sid)\",\"upgrades\":\(upgrades),\"pingInterval\":\(pingInterval.nanoseconds / 1_000_000)"
-                + ",\"pingTimeout\":\(pingTimeout.nanoseconds / 1_000_000),\"maxPayload\":\(maxPayload)}"
-        }
+    /// The open packet's JSON for a session; `polling` sessions are offered the websocket upgrade.
+    func handshakeJSON(_ sid: String, _ polling: Bool) -> String {
+        let upgrades = polling && allowWebSocket ? "[\"websocket\"]" : "[]"
+        return "{\"sid\":\"\(sid)\",\"upgrades\":\(upgrades),\"pingInterval\":\(pingInterval.nanoseconds / 1_000_000)"
+            + ",\"pingTimeout\":\(pingTimeout.nanoseconds / 1_000_000),\"maxPayload\":\(maxPayload)}"
     }
 }
