@@ -15,6 +15,9 @@ public struct ServerConfiguration: Sendable {
     public var signaling = SignalingConfiguration()
     /// Time allowed to join a namespace after the Engine.IO handshake.
     public var connectTimeout: TimeAmount = .seconds(45)
+    /// Limits of the Socket.IO layer (binary packets, acks, failed CONNECTs). Its event rate and the attachment
+    /// bytes are taken from `signaling` and `engine` when the server starts.
+    public var socketIO = SocketIOLimits()
     /// The metrics backend's text for `/metrics` (Prometheus); nil serves 404.
     public var metricsText: (@Sendable () -> String)? = nil
 
@@ -60,12 +63,18 @@ public final class SignalServer: Sendable {
         self.namespace = namespace
         let namespaces = ["/": namespace]
         let connectTimeout = configuration.connectTimeout
+        var limits = configuration.socketIO
+        limits.eventsPerSecond = configuration.signaling.eventsPerSecond
+        limits.eventBurst = configuration.signaling.eventBurst
+        limits.maxAttachmentBytes = configuration.engine.maxPayload
+        let sessionLimits = limits
         let sessionLogger = logger
         self.engine = EngineServer(configuration: configuration.engine, logger: logger, metrics: metrics) { session in
             let connection = SocketIOConnection(
                 session: session,
                 namespaces: namespaces,
                 connectTimeout: connectTimeout,
+                limits: sessionLimits,
                 logger: sessionLogger
             )
             session.delegate = connection

@@ -89,6 +89,27 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Members per room, cluster-wide [SIGNAL_MAX_ROOM_MEMBERS].")
     var maxRoomMembers: Int = env("SIGNAL_MAX_ROOM_MEMBERS").flatMap(Int.init) ?? 50
 
+    @Option(help: "Events of one socket that may wait behind Redis; beyond, refused as overloaded [SIGNAL_MAX_QUEUED_EVENTS].")
+    var maxQueuedEvents: Int = env("SIGNAL_MAX_QUEUED_EVENTS").flatMap(Int.init) ?? 64
+
+    @Option(help: "Bytes the waiting events of one socket may keep [SIGNAL_MAX_QUEUED_BYTES].")
+    var maxQueuedBytes: Int = env("SIGNAL_MAX_QUEUED_BYTES").flatMap(Int.init) ?? 1_000_000
+
+    @Option(help: "Binary attachments one Socket.IO packet may announce [SIGNAL_MAX_ATTACHMENTS].")
+    var maxAttachments: Int = env("SIGNAL_MAX_ATTACHMENTS").flatMap(Int.init) ?? 10
+
+    @Option(help: "Milliseconds for a binary packet's attachments to arrive; the session closes after [SIGNAL_BINARY_TIMEOUT].")
+    var binaryTimeout: Int = env("SIGNAL_BINARY_TIMEOUT").flatMap(Int.init) ?? 10_000
+
+    @Option(help: "Milliseconds the server waits for a client's ack before forgetting it [SIGNAL_ACK_TIMEOUT].")
+    var ackTimeout: Int = env("SIGNAL_ACK_TIMEOUT").flatMap(Int.init) ?? 10_000
+
+    @Option(help: "Unanswered server acks per socket [SIGNAL_MAX_PENDING_ACKS].")
+    var maxPendingAcks: Int = env("SIGNAL_MAX_PENDING_ACKS").flatMap(Int.init) ?? 32
+
+    @Option(help: "Refused CONNECTs after which an Engine.IO session is closed [SIGNAL_MAX_FAILED_CONNECTS].")
+    var maxFailedConnects: Int = env("SIGNAL_MAX_FAILED_CONNECTS").flatMap(Int.init) ?? 3
+
     @Option(help: "Event loop threads; 0 = one per core [SIGNAL_THREADS].")
     var threads: Int = env("SIGNAL_THREADS").flatMap(Int.init) ?? 0
 
@@ -153,6 +174,12 @@ struct SignalNode: AsyncParsableCommand {
         ] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
+        guard maxQueuedEvents >= 1, maxQueuedBytes >= 1024 else {
+            throw ValidationError("--max-queued-events must be >= 1 and --max-queued-bytes >= 1024")
+        }
+        guard maxAttachments >= 1, binaryTimeout >= 1, ackTimeout >= 1, maxPendingAcks >= 1, maxFailedConnects >= 1 else {
+            throw ValidationError("--max-attachments, --binary-timeout, --ack-timeout, --max-pending-acks and --max-failed-connects must be >= 1")
+        }
         guard eventRate > 0, eventBurst >= 1 else { throw ValidationError("--event-rate must be > 0 and --event-burst >= 1") }
         guard threads >= 0 else { throw ValidationError("--threads must be >= 0") }
         if !redis.isEmpty {
@@ -206,6 +233,13 @@ struct SignalNode: AsyncParsableCommand {
         configuration.signaling.eventBurst = eventBurst
         configuration.signaling.maxRoomsPerSocket = maxRoomsPerSocket
         configuration.signaling.maxMembersPerRoom = maxRoomMembers
+        configuration.signaling.maxQueuedEvents = maxQueuedEvents
+        configuration.signaling.maxQueuedBytes = maxQueuedBytes
+        configuration.socketIO.maxAttachments = maxAttachments
+        configuration.socketIO.binaryTimeout = .milliseconds(Int64(binaryTimeout))
+        configuration.socketIO.ackTimeout = .milliseconds(Int64(ackTimeout))
+        configuration.socketIO.maxPendingAcks = maxPendingAcks
+        configuration.socketIO.maxFailedConnects = maxFailedConnects
         configuration.signaling.iceServers.stunURLs = Self.list(stunUrls)
         configuration.signaling.iceServers.turnURLs = Self.list(turnUrls)
         configuration.signaling.iceServers.turnSecret = turnSecret.isEmpty ? nil : turnSecret

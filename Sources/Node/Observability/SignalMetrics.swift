@@ -16,6 +16,8 @@ public final class SignalMetrics: Sendable {
     private let eventsOut: [String: Counter]
     private let errors = Mutex<[String: Counter]>([:])
     let broadcasts = Counter(label: "signal_broadcasts_total")
+    /// Server-side acks never answered (timed out, or refused beyond the per-socket bound).
+    let acksDropped = Counter(label: "signal_acks_dropped_total")
     let connectionsOpened = Counter(label: "signal_connections_opened_total")
     let pollingConnections = Gauge(label: "signal_connections", dimensions: [("transport", "polling")])
     let webSocketConnections = Gauge(label: "signal_connections", dimensions: [("transport", "websocket")])
@@ -41,6 +43,8 @@ public final class SignalMetrics: Sendable {
     func eventDelivered(_ name: String?, count: Int) {
         (eventsOut[name ?? "other"] ?? eventsOut["other"])?.increment(by: count)
     }
+
+    func ackDropped() { acksDropped.increment() }
 
     func error(_ code: String) {
         let counter = errors.withLock { errors in

@@ -21,11 +21,10 @@ struct SignalingApplication: NamespaceHandler {
     let configuration: SignalingConfiguration
     let presence: any PresenceStore
 
-    /// What the server remembers of a socket: the name it joined each room under, its rate limit, and the queue
-    /// that keeps its events in order.
+    /// What the server remembers of a socket: the name it joined each room under, and the queue that keeps its
+    /// events in order. (The event budget is the session's: `socket.budget`.)
     final class Member {
         var names: [Room: String] = [:]
-        var bucket: TokenBucket
         /// The rooms the client's token allows (its `rooms` claim); nil allows any.
         var allowedRooms: Set<Room>?
         /// Per room, the peers this client learned from its join roster: a `user_joined` for one of them that
@@ -36,24 +35,49 @@ struct SignalingApplication: NamespaceHandler {
         /// them needs no Redis round trip.
         var verifiedPeers: Set<SocketID> = []
         /// Usually empty; an empty array costs no allocation on an idle socket.
-        private var queue: [() -> EventLoopFuture<Void>?] = []
+        private var queue: [(operation: () -> EventLoopFuture<Void>?, bytes: Int)] = []
+        private var queuedBytes = 0
         private var running = false
+        /// Set when the socket is gone: queued events are dropped, new ones refused; only the cleanup runs.
+        private(set) var isClosed = false
 
-        init(bucket: TokenBucket) {
-            self.bucket = bucket
-        }
+        init() {}
 
         /// Runs `operation` after those before it; an operation returns a future when it has to wait.
-        func enqueue(_ operation: @escaping () -> EventLoopFuture<Void>?) {
-            queue.append(operation)
+        /// `bytes` is what the operation keeps alive while it waits in the queue. Refused (false) once the
+        /// socket is gone or when the queue is at one of its bounds (the caller answers `overloaded`).
+        func enqueue(
+            bytes: Int = 0,
+            limits: (events: Int, bytes: Int),
+            _ operation: @escaping () -> EventLoopFuture<Void>?
+        ) -> Bool {
+            guard !isClosed else { return false }
+            if running {
+                guard queue.count < limits.events, queuedBytes + bytes <= limits.bytes else { return false }
+            }
+            queue.append((operation, bytes))
+            queuedBytes += bytes
+            drain()
+            return true
+        }
+
+        /// The socket is gone: what is queued is dropped, and `cleanup` runs once the operation in progress (if
+        /// any) is done with Redis.
+        func close(cleanup: @escaping () -> EventLoopFuture<Void>?) {
+            guard !isClosed else { return }
+            isClosed = true
+            queue.removeAll()
+            queuedBytes = 0
+            queue.append((cleanup, 0))
             drain()
         }
 
         private func drain() {
             guard !running else { return }
             while !queue.isEmpty {
-                let operation = queue.removeFirst()
-                if let future = operation() {
+                let next = queue.removeFirst()
+                queuedBytes -= next.bytes
+                if let future = next.operation() {
                     running = true
                     future.assumeIsolated().whenComplete { _ in
                         self.running = false
@@ -66,7 +90,7 @@ struct SignalingApplication: NamespaceHandler {
     }
 
     func socketWillConnect(_ socket: Socket, auth: PacketValue?) -> String? {
-        let member = Member(bucket: TokenBucket(rate: configuration.eventsPerSecond, capacity: configuration.eventBurst))
+        let member = Member()
         if let jwt = configuration.jwt {
             guard let token = auth?["token"]?.stringValue ?? socket.handshakeToken else {
                 socket.namespace.metrics.error("unauthorized")
@@ -99,7 +123,8 @@ struct SignalingApplication: NamespaceHandler {
         let namespace = socket.namespace
         let id = socket.id
         let eventLoop = socket.eventLoop
-        member.enqueue {
+        let presence = self.presence
+        member.close {
             let rooms = Array(member.names.keys)
             member.names.removeAll()
             guard !rooms.isEmpty else { return nil }
@@ -123,6 +148,9 @@ struct SignalingApplication: NamespaceHandler {
         .object([("personName", .string(entry.personName)), ("roomName", .string(entry.room)), ("socketId", .string(entry.socket))])
     }
 
+    /// Work that finished after its socket disconnected: dropped without an answer.
+    struct SocketGone: Error {}
+
     /// What handling an event gives: the ack's answer now, or later.
     enum Outcome {
         case done(PacketValue)
@@ -132,35 +160,46 @@ struct SignalingApplication: NamespaceHandler {
     static let ok = PacketValue.object([("ok", true)])
 
     func socket(_ socket: Socket, event: String, arguments: [PacketValue], ack: Ack?) {
-        guard let member = socket.attachment as? Member else { return }
+        guard let member = socket.attachment as? Member, !member.isClosed else { return }
         let payload = arguments.first ?? .null
         let handle: () throws(SignalingError) -> Outcome
+        // What an event keeps while it waits behind a Redis round trip: joins, leaves and messages keep only the
+        // fields they use (padding an event costs the sender bandwidth, not the server memory); signals keep
+        // what they relay, counted against the queue's byte bound.
+        var retained = 0
         switch event {
         case "join_room":
-            handle = { () throws(SignalingError) in try joinRoom(socket, member, payload, wantsRoster: ack != nil) }
+            let request = payload.keeping(["roomName", "personName"])
+            handle = { () throws(SignalingError) in try joinRoom(socket, member, request, wantsRoster: ack != nil) }
         case "message":
-            handle = { () throws(SignalingError) in try message(socket, member, payload) }
+            let request = payload.keeping(["roomName", "content"])
+            retained = request.approximateSize
+            handle = { () throws(SignalingError) in try message(socket, member, request) }
         case "leave_room":
-            handle = { () throws(SignalingError) in try leaveRoom(socket, member, payload) }
+            let request = payload.keeping(["roomName"])
+            handle = { () throws(SignalingError) in try leaveRoom(socket, member, request) }
         case "offer", "answer":
+            retained = payload.approximateSize
             handle = { () throws(SignalingError) in
                 try relaySignal(socket, member, payload, descriptionKey: event, as: [event])
             }
         case "ice_candidate", "ice-candidate":
+            retained = payload.approximateSize
             handle = { () throws(SignalingError) in
                 try relaySignal(socket, member, payload, descriptionKey: nil, as: configuration.iceEventName.names)
             }
         case "send-offer", "send-answer", "send-icecandidate":
+            retained = arguments.reduce(0) { $0 + $1.approximateSize }
             handle = { () throws(SignalingError) in try legacyBroadcast(socket, member, event: event, arguments: arguments) }
         default:
             socket.logger.trace("ignored event", metadata: ["event": "\(event)"])
             return
         }
-        guard member.bucket.take() else {
+        guard socket.budget.take() else {
             let limit = Int(configuration.eventsPerSecond)
             return refuse(socket, event, ack, SignalingError(.rateLimited, "more than \(limit) events per second"))
         }
-        member.enqueue {
+        let queued = member.enqueue(bytes: retained, limits: (configuration.maxQueuedEvents, configuration.maxQueuedBytes)) {
             do throws(SignalingError) {
                 switch try handle() {
                 case .done(let answer):
@@ -177,6 +216,9 @@ struct SignalingApplication: NamespaceHandler {
                 refuse(socket, event, ack, error)
                 return nil
             }
+        }
+        if !queued, !member.isClosed {
+            refuse(socket, event, ack, SignalingError(.overloaded, "too many events waiting; slow down"))
         }
     }
 
@@ -237,6 +279,11 @@ struct SignalingApplication: NamespaceHandler {
         return .later(
             presence.count(of: room, on: eventLoop).flatMapThrowing { count in
                 let (socket, member) = bound.value
+                guard socket.isConnected else {
+                    // Gone while Redis answered: nothing joined yet, nothing to undo.
+                    member.names[room] = nil
+                    throw SocketGone()
+                }
                 guard count < maxMembers else {
                     member.names[room] = nil
                     throw full
@@ -246,6 +293,14 @@ struct SignalingApplication: NamespaceHandler {
                 presence.join(entry, on: eventLoop)
             }.flatMapThrowing { result -> PacketValue in
                 let (socket, member) = bound.value
+                guard socket.isConnected else {
+                    // Gone while presence registered it: take the entry back quietly (nobody heard of this
+                    // join, so nobody hears of its end); the disconnect's cleanup runs after this and no longer
+                    // sees the room.
+                    member.names[room] = nil
+                    _ = presence.leave(room: room, socket: id, on: eventLoop)
+                    throw SocketGone()
+                }
                 if result.isNew, result.members.count > maxMembers {
                     // Lost a race for the last place.
                     member.names[room] = nil
@@ -363,6 +418,7 @@ struct SignalingApplication: NamespaceHandler {
         let bound = NIOLoopBound(member, eventLoop: socket.eventLoop)
         return .later(
             presence.isMember(target, ofAnyOf: rooms, on: socket.eventLoop).flatMapThrowing { shared in
+                guard !bound.value.isClosed else { throw SocketGone() }
                 guard shared else { throw SignalingError(.notInSameRoom, "\(target) is in none of your rooms") }
                 bound.value.verifiedPeers.insert(target)
                 for name in names { namespace.emit(name, [relayed], to: [target], except: [sender]) }

@@ -34,6 +34,10 @@ public struct SignalingConfiguration: Sendable {
     public var eventsPerSecond = 50.0
     /// Events a socket may send in a burst (token bucket size).
     public var eventBurst = 100.0
+    /// Events of one socket that may wait behind a Redis round trip; beyond it they are refused (`overloaded`).
+    public var maxQueuedEvents = 64
+    /// Bytes those waiting events may keep (signals and messages keep their payload while they wait).
+    public var maxQueuedBytes = 1_000_000
     /// Rooms one socket may be in at once.
     public var maxRoomsPerSocket = 16
     /// Members a room may have, cluster-wide.

@@ -23,6 +23,8 @@ struct SignalingError: Error, Hashable {
         case roomFull = "room_full"
         /// `join_room` of a room the client's token does not allow.
         case forbiddenRoom = "forbidden_room"
+        /// Too many of the socket's events wait behind a Redis round trip (count or bytes).
+        case overloaded = "overloaded"
     }
 
     var code: Code

@@ -81,7 +81,7 @@ public final class LocalSockets: LocalDelivery {
     public func disconnect(_ ids: [SocketID], close: Bool) {
         forEach(ids) { socket in
             if close {
-                socket.connection.session.close(reason: .forcedClose)
+                socket.closeSession()
             } else {
                 socket.disconnect()
             }

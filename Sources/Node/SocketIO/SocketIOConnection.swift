@@ -2,24 +2,78 @@ import Adapter
 import Logging
 import NIOCore
 
+/// Limits of the Socket.IO layer, per Engine.IO session.
+public struct SocketIOLimits: Sendable {
+    /// Attachments one binary packet may announce.
+    public var maxAttachments = 10
+    /// Bytes the attachments of one binary packet may hold together (the engine's max payload by default).
+    public var maxAttachmentBytes = 1_000_000
+    /// Time allowed for the attachments of a binary packet to arrive after its header.
+    public var binaryTimeout: TimeAmount = .seconds(10)
+    /// How long the server waits for a client's answer to an event it sent with an ack.
+    public var ackTimeout: TimeAmount = .seconds(10)
+    /// Unanswered acks one socket may have; beyond it, new ones are not asked for.
+    public var maxPendingAcks = 32
+    /// CONNECTs refused on one session (bad token, unknown namespace, rate) before the session is closed.
+    public var maxFailedConnects = 3
+    /// Events (CONNECT included) per second per session, and the burst: the session's `EventBudget`.
+    public var eventsPerSecond = 50.0
+    public var eventBurst = 100.0
+
+    public init() {}
+}
+
 /// The Socket.IO side of one Engine.IO session: decodes packets, reassembles binary packets, and keeps the
-/// session's sockets, one per connected namespace. Lives on the session's event loop.
+/// session's sockets, one per connected namespace. Lives on the session's event loop (see Socket.swift for the
+/// threading and lifetime rule).
 final class SocketIOConnection: EngineSessionDelegate {
-    unowned let session: EngineSession
+    /// Nil once the session is gone (the session holds this connection, not the reverse).
+    private weak var session: EngineSession?
+    let eventLoop: any EventLoop
+    let handshakeToken: String?
+    let clientAddress: String?
+    let budget: EventBudget
+    let limits: SocketIOLimits
     let namespaces: [String: Namespace]
     private let baseLogger: Logger
+    private let sid: String
     /// Made when something is logged: metadata stored per connection would cost memory on every idle one.
     var logger: Logger {
         var logger = baseLogger
-        logger[metadataKey: "engine.sid"] = "\(session.sid)"
+        logger[metadataKey: "engine.sid"] = "\(sid)"
         return logger
     }
     private var sockets = SocketsByNamespace()
-    private var pendingBinary: (packet: SocketIOPacket, attachments: [ByteBuffer])?
+    private var pendingBinary: PendingBinary?
     private var connectTimeout: Scheduled<Void>?
+    private var failedConnects = 0
 
-    init(session: EngineSession, namespaces: [String: Namespace], connectTimeout: TimeAmount, logger: Logger) {
+    private struct PendingBinary {
+        var packet: SocketIOPacket
+        var attachments: [ByteBuffer] = []
+        var bytes = 0
+        let timeout: Scheduled<Void>
+    }
+
+    init(
+        session: EngineSession,
+        namespaces: [String: Namespace],
+        connectTimeout: TimeAmount,
+        limits: SocketIOLimits = SocketIOLimits(),
+        addressBudget: (any AddressBudget)? = nil,
+        logger: Logger
+    ) {
         self.session = session
+        self.sid = session.sid
+        self.eventLoop = session.eventLoop
+        self.handshakeToken = session.handshakeToken
+        self.clientAddress = nil
+        self.limits = limits
+        self.budget = EventBudget(
+            rate: limits.eventsPerSecond,
+            burst: limits.eventBurst,
+            address: nil
+        )
         self.namespaces = namespaces
         self.baseLogger = logger
         // Like the reference: an Engine.IO connection that joins no namespace in time is closed.
@@ -27,6 +81,14 @@ final class SocketIOConnection: EngineSessionDelegate {
             guard let session else { return }
             session.close(reason: .forcedClose)
         }
+    }
+
+    func send(_ frames: [EngineFrame]) {
+        session?.send(frames)
+    }
+
+    func closeSession() {
+        session?.close(reason: .forcedClose)
     }
 
     func engineSession(_ session: EngineSession, didReceiveText payload: ByteBuffer) {
@@ -40,7 +102,14 @@ final class SocketIOConnection: EngineSessionDelegate {
             return protocolError(error.description)
         }
         if (packet.type == .binaryEvent || packet.type == .binaryAck) && packet.attachmentCount > 0 {
-            pendingBinary = (packet, [])
+            guard packet.attachmentCount <= limits.maxAttachments else {
+                return protocolError("\(packet.attachmentCount) attachments announced, at most \(limits.maxAttachments)")
+            }
+            let timeout = eventLoop.scheduleTask(in: limits.binaryTimeout) { [weak self] in
+                guard let self, self.pendingBinary != nil else { return }
+                self.protocolError("the attachments of a binary packet did not arrive in time")
+            }
+            pendingBinary = PendingBinary(packet: packet, timeout: timeout)
         } else {
             handle(packet)
         }
@@ -50,12 +119,18 @@ final class SocketIOConnection: EngineSessionDelegate {
         guard var pending = pendingBinary else {
             return protocolError("unexpected binary attachment")
         }
+        pendingBinary = nil  // one reference: appending does not copy the array
+        pending.bytes += payload.readableBytes
+        guard pending.bytes <= limits.maxAttachmentBytes else {
+            pending.timeout.cancel()
+            return protocolError("the attachments of a binary packet exceed \(limits.maxAttachmentBytes) bytes")
+        }
         pending.attachments.append(payload)
         if pending.attachments.count < pending.packet.attachmentCount {
             pendingBinary = pending
             return
         }
-        pendingBinary = nil
+        pending.timeout.cancel()
         var packet = pending.packet
         do {
             packet.data = try packet.data.map { value throws(SocketIOPacket.DecodeError) in
@@ -69,6 +144,9 @@ final class SocketIOConnection: EngineSessionDelegate {
 
     func engineSession(_ session: EngineSession, didCloseWithReason reason: EngineSession.CloseReason) {
         connectTimeout?.cancel()
+        connectTimeout = nil
+        pendingBinary?.timeout.cancel()
+        pendingBinary = nil
         let sockets = self.sockets
         self.sockets.removeAll()
         for socket in sockets.all { socket.closed(reason: reason.rawValue) }
@@ -76,7 +154,7 @@ final class SocketIOConnection: EngineSessionDelegate {
 
     private func protocolError(_ reason: String) {
         logger.debug("closing session on a protocol error", metadata: ["error": "\(reason)"])
-        session.close(reason: .parseError)
+        session?.close(reason: .parseError)
     }
 
     private func handle(_ packet: SocketIOPacket) {
@@ -112,30 +190,35 @@ final class SocketIOConnection: EngineSessionDelegate {
 
     private func connect(_ packet: SocketIOPacket) {
         guard let namespace = namespaces[packet.nsp] else {
-            let error = SocketIOPacket(
-                type: .connectError,
-                nsp: packet.nsp,
-                data: .object([("message", "Invalid namespace")])
-            )
-            session.send(error.engineFrames())
-            return
+            return refuseConnect(packet.nsp, "Invalid namespace")
         }
         guard sockets[packet.nsp] == nil else { return }
+        // A CONNECT costs an event: `40`/`41` in a loop cannot make sockets (and application work) for free.
+        guard budget.take() else {
+            namespace.metrics.error("rate_limited")
+            return refuseConnect(packet.nsp, "Too many connection attempts")
+        }
         let socket = Socket(id: IDGenerator.next(), namespace: namespace, connection: self)
         if let message = namespace.handler.socketWillConnect(socket, auth: packet.data) {
-            let error = SocketIOPacket(type: .connectError, nsp: packet.nsp, data: .object([("message", .string(message))]))
-            session.send(error.engineFrames())
-            return
+            return refuseConnect(packet.nsp, message)
         }
         connectTimeout?.cancel()
         connectTimeout = nil
         sockets[packet.nsp] = socket
         namespace.localSockets.add(socket)
         namespace.adapter.join(socket.id, rooms: [socket.id])
-        session.send(
-            SocketIOPacket(type: .connect, nsp: packet.nsp, data: .object([("sid", .string(socket.id))])).engineFrames()
-        )
+        send(SocketIOPacket(type: .connect, nsp: packet.nsp, data: .object([("sid", .string(socket.id))])).engineFrames())
         namespace.handler.socketConnected(socket)
+    }
+
+    /// Answers a CONNECT with CONNECT_ERROR; a session that keeps failing is closed.
+    private func refuseConnect(_ nsp: String, _ message: String) {
+        send(SocketIOPacket(type: .connectError, nsp: nsp, data: .object([("message", .string(message))])).engineFrames())
+        failedConnects += 1
+        if failedConnects >= limits.maxFailedConnects {
+            logger.debug("closing session after failed CONNECTs", metadata: ["count": "\(failedConnects)"])
+            session?.close(reason: .forcedClose)
+        }
     }
 
     static let reservedEvents: Set<String> = [
