@@ -25,15 +25,13 @@ public final class RedisConnection: Sendable {
     public let configuration: RedisConfiguration
     private let logger: Logger
     private let onEvent: (@Sendable (RedisConnectionEvent) -> Void)?
+    let driver: RedisReconnectDriver<RedisConnectionStateMachine<any Channel>>
     private let state: NIOLoopBoundBox<LoopState>
     private let connectedFlag = Atomic<Bool>(false)
     private let reconnects = Atomic<Int>(0)
     private let dropped = Atomic<Int>(0)
 
     private struct LoopState {
-        var machine = RedisConnectionStateMachine<any Channel>()
-        var reconnectTimer: Scheduled<Void>?
-        var closePromise: EventLoopPromise<Void>?
         /// Set by ``RedisConnection/connect(configuration:eventLoopGroup:logger:onEvent:)``: the first attempt
         /// decides that future, and its failure closes the client instead of retrying.
         var firstConnectPromise: EventLoopPromise<Void>?
@@ -55,6 +53,11 @@ public final class RedisConnection: Sendable {
         self.logger = logger
         self.onEvent = onEvent
         self.state = .makeBoxSendingValue(LoopState(), eventLoop: self.eventLoop)
+        self.driver = RedisReconnectDriver(
+            machine: RedisConnectionStateMachine(),
+            backoff: configuration.backoff,
+            eventLoop: self.eventLoop
+        )
     }
 
     /// Makes a client and connects it. The future fails (and the client is closed) if this first connection
@@ -74,20 +77,20 @@ public final class RedisConnection: Sendable {
         return connection.eventLoop.flatSubmit {
             let promise = connection.eventLoop.makePromise(of: Void.self)
             connection.state.value.firstConnectPromise = promise
-            connection.startOnLoop()
+            connection.driver.start(connection)
             return promise.futureResult.map { connection }
         }
     }
 
     /// Starts connecting in the background (and reconnecting whenever the connection is lost).
     public func start() {
-        self.onLoop { $0.startOnLoop() }
+        self.driver.onLoop { self.driver.start(self) }
     }
 
     /// Closes the connection (commands in flight fail with ``RedisError/connectionClosed``) and stops
     /// reconnecting. Later commands fail with ``RedisError/clientClosed``.
     public func close() -> EventLoopFuture<Void> {
-        self.eventLoop.flatSubmit { self.closeOnLoop() }
+        self.eventLoop.flatSubmit { self.driver.close(self) }
     }
 
     /// Whether a connection is established right now. Safe from any thread.
@@ -149,17 +152,9 @@ public final class RedisConnection: Sendable {
 
     // MARK: On the loop
 
-    private func onLoop(_ body: @escaping @Sendable (RedisConnection) -> Void) {
-        if self.eventLoop.inEventLoop {
-            body(self)
-        } else {
-            self.eventLoop.execute { body(self) }
-        }
-    }
-
     private func sendOnLoop(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
-        guard let channel = self.state.value.machine.connection else {
-            if self.state.value.machine.isClosed || self.state.value.closePromise != nil {
+        guard let channel = self.driver.machine.connection else {
+            if self.driver.machine.isClosed || self.driver.isClosing {
                 return self.eventLoop.makeFailedFuture(RedisError.clientClosed)
             }
             self.dropped.add(1, ordering: .relaxed)
@@ -177,33 +172,20 @@ public final class RedisConnection: Sendable {
         self.state.value.flushScheduled = true
         self.eventLoop.execute {
             self.state.value.flushScheduled = false
-            self.state.value.machine.connection?.flush()
+            self.driver.machine.connection?.flush()
         }
     }
 
-    private func startOnLoop() {
-        switch self.state.value.machine.start() {
-        case .connect:
-            self.connectOnLoop()
-        case .doNothing:
-            break
-        }
-    }
+}
 
-    private func connectOnLoop() {
+extension RedisConnection: RedisReconnectClient {
+    func openConnection() -> EventLoopFuture<any Channel> {
         self.logger.debug("connecting to Redis")
-        self.configuration.connect(on: self.eventLoop).whenComplete { result in
-            switch result {
-            case .success(let channel):
-                self.connectSucceeded(channel)
-            case .failure(let error):
-                self.connectFailed(error)
-            }
-        }
+        return self.configuration.connect(on: self.eventLoop)
     }
 
-    private func connectSucceeded(_ channel: any Channel) {
-        switch self.state.value.machine.connectSucceeded(channel) {
+    func connectionOpened(_ channel: any Channel) {
+        switch self.driver.machine.connectSucceeded(channel) {
         case .useConnection(_, let isReconnect):
             self.connectedFlag.store(true, ordering: .relaxed)
             if isReconnect {
@@ -218,86 +200,36 @@ public final class RedisConnection: Sendable {
         case .closeConnection(let channel):
             channel.close(promise: nil)
         }
-        // Registered after the machine knows the channel: an already closed channel calls back at once.
-        channel.closeFuture.whenComplete { _ in self.connectionClosed() }
     }
 
-    private func connectFailed(_ error: any Error) {
-        switch self.state.value.machine.connectFailed() {
-        case .scheduleReconnect(let failures):
-            if let promise = self.state.value.firstConnectPromise {
-                self.state.value.firstConnectPromise = nil
-                self.logger.warning("cannot connect to Redis", metadata: ["error": "\(error)"])
-                promise.fail(error)
-                _ = self.closeOnLoop()
-                return
-            }
-            let delay = self.configuration.backoff.delay(forAttempt: failures)
-            self.logger.debug(
-                "cannot connect to Redis, retrying",
-                metadata: ["error": "\(error)", "redis.failures": "\(failures)", "redis.retry_in": "\(delay)"]
-            )
-            self.scheduleReconnect(after: delay)
-            self.onEvent?(.connectFailed(failures: failures, retryIn: delay))
-        case .finishShutdown:
-            self.finishShutdown()
+    func connectAttemptFailed(_ error: any Error, failures: Int, retryIn delay: TimeAmount) -> Bool {
+        if let promise = self.state.value.firstConnectPromise {
+            self.state.value.firstConnectPromise = nil
+            self.logger.warning("cannot connect to Redis", metadata: ["error": "\(error)"])
+            promise.fail(error)
+            return false
         }
+        self.logger.debug(
+            "cannot connect to Redis, retrying",
+            metadata: ["error": "\(error)", "redis.failures": "\(failures)", "redis.retry_in": "\(delay)"]
+        )
+        self.onEvent?(.connectFailed(failures: failures, retryIn: delay))
+        return true
     }
 
-    private func connectionClosed() {
+    func connectionLost(retryIn delay: TimeAmount) {
         self.connectedFlag.store(false, ordering: .relaxed)
-        switch self.state.value.machine.connectionClosed() {
-        case .scheduleReconnect(let failures):
-            let delay = self.configuration.backoff.delay(forAttempt: failures)
-            self.logger.debug("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
-            self.scheduleReconnect(after: delay)
-            self.onEvent?(.disconnected)
-        case .finishShutdown:
-            self.finishShutdown()
-        }
+        self.logger.debug("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
+        self.onEvent?(.disconnected)
     }
 
-    private func scheduleReconnect(after delay: TimeAmount) {
-        self.state.value.reconnectTimer = self.eventLoop.scheduleTask(in: delay) {
-            self.state.value.reconnectTimer = nil
-            switch self.state.value.machine.reconnectTimerFired() {
-            case .connect:
-                self.connectOnLoop()
-            case .doNothing:
-                break
-            }
-        }
-    }
-
-    private func closeOnLoop() -> EventLoopFuture<Void> {
-        if let promise = self.state.value.closePromise {
-            return promise.futureResult
-        }
-        let promise = self.eventLoop.makePromise(of: Void.self)
-        self.state.value.closePromise = promise
-        switch self.state.value.machine.shutdown() {
-        case .closeConnection(let channel):
-            channel.close(promise: nil)
-        case .cancelReconnectTimerAndFinish:
-            self.state.value.reconnectTimer?.cancel()
-            self.state.value.reconnectTimer = nil
-            self.finishShutdown()
-        case .finishShutdown:
-            self.finishShutdown()
-        case .waitForShutdown:
-            break
-        }
-        return promise.futureResult
-    }
-
-    private func finishShutdown() {
+    func shutdownFinished() {
         self.connectedFlag.store(false, ordering: .relaxed)
         if let promise = self.state.value.firstConnectPromise {
             self.state.value.firstConnectPromise = nil
             promise.fail(RedisError.clientClosed)
         }
         self.logger.debug("Redis client closed")
-        self.state.value.closePromise?.succeed()
         self.onEvent?(.closed)
     }
 }

@@ -25,16 +25,10 @@ public final class RedisSubscriber: Sendable {
     private let logger: Logger
     private let onMessage: MessageHandler
     private let onEvent: (@Sendable (RedisConnectionEvent) -> Void)?
-    private let state: NIOLoopBoundBox<LoopState>
+    let driver: RedisReconnectDriver<RedisSubscriptionStateMachine<any Channel>>
     private let readyFlag = Atomic<Bool>(false)
     private let connectedFlag = Atomic<Bool>(false)
     private let reconnects = Atomic<Int>(0)
-
-    private struct LoopState {
-        var machine = RedisSubscriptionStateMachine<any Channel>()
-        var reconnectTimer: Scheduled<Void>?
-        var closePromise: EventLoopPromise<Void>?
-    }
 
     /// Makes a subscriber; nothing happens until ``start()``.
     /// - Parameters:
@@ -56,17 +50,21 @@ public final class RedisSubscriber: Sendable {
         self.logger = logger
         self.onEvent = onEvent
         self.onMessage = onMessage
-        self.state = .makeBoxSendingValue(LoopState(), eventLoop: self.eventLoop)
+        self.driver = RedisReconnectDriver(
+            machine: RedisSubscriptionStateMachine(),
+            backoff: configuration.backoff,
+            eventLoop: self.eventLoop
+        )
     }
 
     /// Starts connecting in the background (and reconnecting whenever the connection is lost).
     public func start() {
-        self.onLoop { $0.startOnLoop() }
+        self.driver.onLoop { self.driver.start(self) }
     }
 
     /// Closes the connection and stops reconnecting.
     public func close() -> EventLoopFuture<Void> {
-        self.eventLoop.flatSubmit { self.closeOnLoop() }
+        self.eventLoop.flatSubmit { self.driver.close(self) }
     }
 
     /// Connected, and every wanted subscription acknowledged by Redis on this connection. Safe from any thread.
@@ -110,25 +108,17 @@ public final class RedisSubscriber: Sendable {
 
     // MARK: On the loop
 
-    private typealias Machine = RedisSubscriptionStateMachine<any Channel>
-
-    private func onLoop(_ body: @escaping @Sendable (RedisSubscriber) -> Void) {
-        if self.eventLoop.inEventLoop {
-            body(self)
-        } else {
-            self.eventLoop.execute { body(self) }
-        }
-    }
+    typealias Machine = RedisSubscriptionStateMachine<any Channel>
 
     private func update(_ change: @escaping @Sendable (inout Machine) -> Machine.SubscriptionAction) {
-        self.onLoop { subscriber in
-            switch change(&subscriber.state.value.machine) {
+        self.driver.onLoop {
+            switch change(&self.driver.machine) {
             case .send(let channel, let commands):
-                subscriber.write(commands, on: channel)
+                self.write(commands, on: channel)
             case .doNothing:
                 break
             }
-            subscriber.updateReadiness()
+            self.updateReadiness()
         }
     }
 
@@ -145,7 +135,7 @@ public final class RedisSubscriber: Sendable {
     }
 
     private func updateReadiness() {
-        let isReady = self.state.value.machine.isReady
+        let isReady = self.driver.machine.isReady
         if self.readyFlag.exchange(isReady, ordering: .relaxed) != isReady {
             self.logger.debug("Redis subscriptions \(isReady ? "ready" : "not ready")")
             self.onEvent?(.readinessChanged(isReady: isReady))
@@ -153,14 +143,14 @@ public final class RedisSubscriber: Sendable {
     }
 
     private func pushReceived(_ push: RedisPush) {
-        switch self.state.value.machine.pushReceived(push) {
+        switch self.driver.machine.pushReceived(push) {
         case .deliver(let channel, let pattern, let payload):
             self.onMessage(channel, pattern, payload)
             return
         case .resubscribe(let command):
             self.logger.info(
                 "Redis dropped a subscription, subscribing again", metadata: ["redis.channel": "\(command.names)"])
-            if let channel = self.state.value.machine.connection {
+            if let channel = self.driver.machine.connection {
                 self.write([command], on: channel)
             }
         case .doNothing:
@@ -169,37 +159,24 @@ public final class RedisSubscriber: Sendable {
         self.updateReadiness()
     }
 
-    private func startOnLoop() {
-        switch self.state.value.machine.start() {
-        case .connect:
-            self.connectOnLoop()
-        case .doNothing:
-            break
-        }
-    }
+}
 
-    private func connectOnLoop() {
+extension RedisSubscriber: RedisReconnectClient {
+    func openConnection() -> EventLoopFuture<any Channel> {
         self.logger.debug("connecting to Redis")
         let logger = self.logger
-        self.configuration.connect(
+        return self.configuration.connect(
             on: self.eventLoop,
             onPush: { push in self.pushReceived(push) },
             onUnmatchedErrorReply: { message in
                 // A refused (P|S)SUBSCRIBE: it stays unacknowledged, so isReady stays false and /readyz shows it.
                 logger.error("Redis refused a subscription command", metadata: ["error": "\(message)"])
             }
-        ).whenComplete { result in
-            switch result {
-            case .success(let channel):
-                self.connectSucceeded(channel)
-            case .failure(let error):
-                self.connectFailed(error)
-            }
-        }
+        )
     }
 
-    private func connectSucceeded(_ channel: any Channel) {
-        switch self.state.value.machine.connectSucceeded(channel) {
+    func connectionOpened(_ channel: any Channel) {
+        switch self.driver.machine.connectSucceeded(channel) {
         case .subscribe(let channel, let commands, let isReconnect):
             self.connectedFlag.store(true, ordering: .relaxed)
             if isReconnect {
@@ -211,81 +188,31 @@ public final class RedisSubscriber: Sendable {
             )
             self.write(commands, on: channel)
             self.onEvent?(.connected(reconnect: isReconnect))
-            self.updateReadiness()
         case .closeConnection(let channel):
             channel.close(promise: nil)
         }
-        // Registered after the machine knows the channel: an already closed channel calls back at once.
-        channel.closeFuture.whenComplete { _ in self.connectionClosed() }
     }
 
-    private func connectFailed(_ error: any Error) {
-        switch self.state.value.machine.connectFailed() {
-        case .scheduleReconnect(let failures):
-            let delay = self.configuration.backoff.delay(forAttempt: failures)
-            self.logger.debug(
-                "cannot connect to Redis, retrying",
-                metadata: ["error": "\(error)", "redis.failures": "\(failures)", "redis.retry_in": "\(delay)"]
-            )
-            self.scheduleReconnect(after: delay)
-            self.onEvent?(.connectFailed(failures: failures, retryIn: delay))
-        case .finishShutdown:
-            self.finishShutdown()
-        }
+    func connectAttemptFailed(_ error: any Error, failures: Int, retryIn delay: TimeAmount) -> Bool {
+        self.logger.debug(
+            "cannot connect to Redis, retrying",
+            metadata: ["error": "\(error)", "redis.failures": "\(failures)", "redis.retry_in": "\(delay)"]
+        )
+        self.onEvent?(.connectFailed(failures: failures, retryIn: delay))
+        return true
     }
 
-    private func connectionClosed() {
+    func connectionLost(retryIn delay: TimeAmount) {
         self.connectedFlag.store(false, ordering: .relaxed)
-        switch self.state.value.machine.connectionClosed() {
-        case .scheduleReconnect(let failures):
-            let delay = self.configuration.backoff.delay(forAttempt: failures)
-            self.logger.debug("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
-            self.scheduleReconnect(after: delay)
-            self.onEvent?(.disconnected)
-            self.updateReadiness()
-        case .finishShutdown:
-            self.finishShutdown()
-        }
+        self.logger.debug("lost the Redis connection, reconnecting", metadata: ["redis.retry_in": "\(delay)"])
+        self.onEvent?(.disconnected)
+        self.updateReadiness()
     }
 
-    private func scheduleReconnect(after delay: TimeAmount) {
-        self.state.value.reconnectTimer = self.eventLoop.scheduleTask(in: delay) {
-            self.state.value.reconnectTimer = nil
-            switch self.state.value.machine.reconnectTimerFired() {
-            case .connect:
-                self.connectOnLoop()
-            case .doNothing:
-                break
-            }
-        }
-    }
-
-    private func closeOnLoop() -> EventLoopFuture<Void> {
-        if let promise = self.state.value.closePromise {
-            return promise.futureResult
-        }
-        let promise = self.eventLoop.makePromise(of: Void.self)
-        self.state.value.closePromise = promise
-        switch self.state.value.machine.shutdown() {
-        case .closeConnection(let channel):
-            channel.close(promise: nil)
-        case .cancelReconnectTimerAndFinish:
-            self.state.value.reconnectTimer?.cancel()
-            self.state.value.reconnectTimer = nil
-            self.finishShutdown()
-        case .finishShutdown:
-            self.finishShutdown()
-        case .waitForShutdown:
-            break
-        }
-        return promise.futureResult
-    }
-
-    private func finishShutdown() {
+    func shutdownFinished() {
         self.connectedFlag.store(false, ordering: .relaxed)
         self.updateReadiness()
         self.logger.debug("Redis subscriber closed")
-        self.state.value.closePromise?.succeed()
         self.onEvent?(.closed)
     }
 }

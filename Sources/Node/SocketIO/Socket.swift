@@ -91,7 +91,7 @@ public final class Socket {
             let id = nextAckID
             nextAckID &+= 1
             packet.id = id
-            let timeout = eventLoop.scheduleTask(in: limits.ackTimeout) { [weak self] in
+            let timeout = eventLoop.assumeIsolated().scheduleTask(in: limits.ackTimeout) { [weak self] in
                 guard let self, self.acks.removeValue(forKey: id) != nil else { return }
                 self.namespace.metrics.ackDropped()
             }

@@ -77,7 +77,7 @@ final class SocketIOConnection: EngineSessionDelegate {
         self.namespaces = namespaces
         self.baseLogger = logger
         // Like the reference: an Engine.IO connection that joins no namespace in time is closed.
-        self.connectTimeout = session.eventLoop.scheduleTask(in: connectTimeout) { [weak session] in
+        self.connectTimeout = session.eventLoop.assumeIsolated().scheduleTask(in: connectTimeout) { [weak session] in
             guard let session else { return }
             session.close(reason: .forcedClose)
         }
@@ -105,7 +105,7 @@ final class SocketIOConnection: EngineSessionDelegate {
             guard packet.attachmentCount <= limits.maxAttachments else {
                 return protocolError("\(packet.attachmentCount) attachments announced, at most \(limits.maxAttachments)")
             }
-            let timeout = eventLoop.scheduleTask(in: limits.binaryTimeout) { [weak self] in
+            let timeout = eventLoop.assumeIsolated().scheduleTask(in: limits.binaryTimeout) { [weak self] in
                 guard let self, self.pendingBinary != nil else { return }
                 self.protocolError("the attachments of a binary packet did not arrive in time")
             }
