@@ -181,7 +181,9 @@ async def test_f3_duplicate_keys_cannot_spoof_or_smuggle(server):
         assert keys(pairs(text)[1]) == ["offer", "toPeer", "fromPeer"], text
         # other got nothing: its next event is the fence below
         await alice.send('42["message",{"roomName":"%s","content":"fence","content":"fence-last"}]' % room)
-        nxt = json.loads(await other.recv())
+        pkt = await other.recv()
+        assert pkt.startswith("42"), pkt
+        nxt = json.loads(pkt[2:])
         assert nxt[0] == "message" and nxt[1]["content"] == "fence-last", nxt
 
         # join_room with roomName twice: the last one is joined
@@ -247,7 +249,7 @@ async def test_f4_rejoin_reads_no_roster(cluster_factory):
     await b.connect()
     conn, lines, task = await monitor(c1.redis.port)
     try:
-        room = unique("f4-rejoin")
+        room = unique("f4-re-join")
         await a.join(room)
         await b.join(room)
         await a.expect("user_joined")

@@ -23,6 +23,10 @@ struct SignalingError: Error, Hashable {
         case roomFull = "room_full"
         /// `join_room` of a room the client's token does not allow.
         case forbiddenRoom = "forbidden_room"
+        /// `join_room` with a room name that has the shape of a socket id.
+        case invalidRoomName = "invalid_room_name"
+        /// `join_room` of a room the socket is already in.
+        case alreadyInRoom = "already_in_room"
     }
 
     var code: Code

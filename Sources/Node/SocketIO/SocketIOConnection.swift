@@ -17,6 +17,10 @@ final class SocketIOConnection: EngineSessionDelegate {
     private var sockets = SocketsByNamespace()
     private var pendingBinary: (packet: SocketIOPacket, attachments: [ByteBuffer])?
     private var connectTimeout: Scheduled<Void>?
+    /// Refused CONNECTs so far: at ``maxRefusedConnects`` the session is closed, so one session cannot try
+    /// tokens without end.
+    private var refusedConnects = 0
+    static let maxRefusedConnects = 3
 
     init(session: EngineSession, namespaces: [String: Namespace], connectTimeout: TimeAmount, logger: Logger) {
         self.session = session
@@ -125,6 +129,11 @@ final class SocketIOConnection: EngineSessionDelegate {
         if let message = namespace.handler.socketWillConnect(socket, auth: packet.data) {
             let error = SocketIOPacket(type: .connectError, nsp: packet.nsp, data: .object([("message", .string(message))]))
             session.send(error.engineFrames())
+            refusedConnects += 1
+            if refusedConnects >= Self.maxRefusedConnects {
+                logger.debug("closing session after \(refusedConnects) refused CONNECTs")
+                session.close(reason: .forcedClose)
+            }
             return
         }
         connectTimeout?.cancel()
