@@ -8,11 +8,11 @@ import NIOCore
 ///
 /// | client sends | the server emits |
 /// |---|---|
-/// | `join_room {roomName, personName}` | `user_joined {personName, roomName, socketId}` to the whole room, joiner included; the ack (if asked) answers `{roomName, socketId, peers:[{socketId, personName}]}` |
+/// | `join_room {roomName, personName}` | `user_joined {personName, roomName, socketId}` to the whole room, joiner included; the ack (if asked) answers `{roomName, socketId, peers:[{socketId, personName}]}`; a second join of the same room is refused (`already_in_room`), and so is a room name of a socket id's shape (`invalid_room_name`) |
 /// | `message {roomName, content}` | `message {personName, content, timestamp}` to the whole room (the name given at join) |
 /// | `leave_room {roomName}` | `user_left {personName, roomName, socketId}` to the others in the room |
 /// | (disconnect, or the node dies) | `user_left` to the others in each of its rooms |
-/// | `offer` / `answer {…, toPeer}` | the same object with `fromPeer` set to the sender's id, to `toPeer` when they share a room |
+/// | `offer` / `answer {…, toPeer}` | the same object with `fromPeer` set to the sender's id, to the socket `toPeer` alone, when they share a room |
 /// | `ice_candidate {iccCandidate, toPeer}` | the same, as `ice_candidate` and/or `ice-candidate` |
 /// | `send-offer` / `send-answer` / `send-icecandidate` | `receive-…` to the others in the sender's rooms (legacy) |
 ///
