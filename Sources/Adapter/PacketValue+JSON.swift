@@ -208,9 +208,14 @@ struct JSONReader {
         index += count
     }
 
+    /// Duplicate keys: the last value wins, in the place of the first key, as `JSON.parse` does; what the server
+    /// validates is then exactly what a browser will see, and nothing unvalidated rides along. Keys are compared
+    /// by their UTF-8 bytes (as JavaScript compares them), not by Swift's canonical equivalence.
     mutating func readObject(depth: Int) throws(JSONError) -> PacketValue {
         index += 1
         var members: [(key: String, value: PacketValue)] = []
+        // Built only for objects with many members; small ones are searched linearly.
+        var positions: [JSONKey: Int]? = nil
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -225,7 +230,12 @@ struct JSONReader {
             index += 1
             skipWhitespace()
             let value = try readValue(depth: depth + 1)
-            members.append((key, value))
+            if let position = Self.position(of: key, in: members, index: &positions) {
+                members[position].value = value
+            } else {
+                positions?[JSONKey(key)] = members.count
+                members.append((key, value))
+            }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -237,6 +247,28 @@ struct JSONReader {
                 throw fail("expected ',' or '}'")
             }
         }
+    }
+
+    /// Objects with fewer members than this are searched for a duplicate key linearly (the common case: a
+    /// handful of keys, no duplicates, no allocation); larger ones get a hash index, so a hostile object with
+    /// thousands of keys costs linear time, not quadratic.
+    static let linearKeySearchLimit = 12
+
+    static func position(
+        of key: String,
+        in members: [(key: String, value: PacketValue)],
+        index: inout [JSONKey: Int]?
+    ) -> Int? {
+        if index == nil {
+            if members.count < linearKeySearchLimit {
+                return members.firstIndex { PacketValue.sameKey($0.key, key) }
+            }
+            var built: [JSONKey: Int] = [:]
+            built.reserveCapacity(members.count * 2)
+            for (position, member) in members.enumerated() { built[JSONKey(member.key)] = position }
+            index = built
+        }
+        return index?[JSONKey(key)]
     }
 
     mutating func readArray(depth: Int) throws(JSONError) -> PacketValue {
@@ -393,5 +425,22 @@ struct JSONReader {
         }
         guard let value = Double(String(decoding: slice, as: UTF8.self)) else { throw fail("invalid number") }
         return value
+    }
+}
+
+/// An object key compared and hashed by its UTF-8 bytes, as JavaScript tells keys apart (Swift's `String`
+/// equality would merge canonically equivalent keys, e.g. "K" and the Kelvin sign).
+struct JSONKey: Hashable {
+    let key: String
+
+    init(_ key: String) { self.key = key }
+
+    static func == (lhs: JSONKey, rhs: JSONKey) -> Bool { PacketValue.sameKey(lhs.key, rhs.key) }
+
+    func hash(into hasher: inout Hasher) {
+        let done: Void? = key.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if done == nil {
+            for byte in key.utf8 { hasher.combine(byte) }
+        }
     }
 }

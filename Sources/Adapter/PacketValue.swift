@@ -47,11 +47,18 @@ public enum PacketValue: Sendable, Hashable {
         }
     }
 
-    /// The value of `key` when this is an object (the first one, as JavaScript's parser keeps the last; we
-    /// refuse nothing here and take the last too).
+    /// The value of `key` when this is an object. Parsed JSON has each key once (the reader keeps the last value,
+    /// as `JSON.parse`); for an object built otherwise, the last one is taken too. Keys match by their UTF-8 bytes.
     public subscript(key: String) -> PacketValue? {
         guard case .object(let members) = self else { return nil }
-        return members.last(where: { $0.key == key })?.value
+        return members.last(where: { Self.sameKey($0.key, key) })?.value
+    }
+
+    /// Whether two object keys are the same key for JavaScript: the same code units, with no Unicode
+    /// normalisation (Swift's `==` would call "K" and U+212A KELVIN SIGN equal).
+    @inlinable
+    public static func sameKey(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
     }
 
     public var stringValue: String? {

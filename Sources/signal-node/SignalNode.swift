@@ -131,6 +131,18 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Require a JWT signed RS256, verified with the RSA public key in this PEM file [SIGNAL_JWT_PUBLIC_KEY_FILE].")
     var jwtPublicKeyFile: String = env("SIGNAL_JWT_PUBLIC_KEY_FILE") ?? ""
 
+    @Option(help: "Refuse JWTs without an exp claim: true or false [SIGNAL_JWT_REQUIRE_EXP].")
+    var jwtRequireExp: Bool = env("SIGNAL_JWT_REQUIRE_EXP").map { $0 != "false" && $0 != "0" } ?? true
+
+    @Option(help: "When set, a JWT's aud claim must name this audience [SIGNAL_JWT_AUDIENCE].")
+    var jwtAudience: String = env("SIGNAL_JWT_AUDIENCE") ?? ""
+
+    @Option(help: "When set, a JWT's iss claim must equal this issuer [SIGNAL_JWT_ISSUER].")
+    var jwtIssuer: String = env("SIGNAL_JWT_ISSUER") ?? ""
+
+    @Option(help: "Clock skew allowed on a JWT's exp and nbf, seconds [SIGNAL_JWT_LEEWAY].")
+    var jwtLeeway: Double = env("SIGNAL_JWT_LEEWAY").flatMap(Double.init) ?? 5
+
     @Option(help: "STUN URLs for clients, comma-separated [SIGNAL_STUN_URLS].")
     var stunUrls: String = env("SIGNAL_STUN_URLS") ?? ""
 
@@ -155,6 +167,7 @@ struct SignalNode: AsyncParsableCommand {
         guard logFormat == "text" || logFormat == "json" else { throw ValidationError("--log-format must be text or json") }
         guard drainTimeout >= 0 else { throw ValidationError("--drain-timeout must be >= 0") }
         guard turnTtl > 0 else { throw ValidationError("--turn-ttl must be > 0") }
+        guard jwtLeeway >= 0, jwtLeeway <= 3600 else { throw ValidationError("--jwt-leeway must be 0...3600 seconds") }
         if !turnSecret.isEmpty && Self.list(turnUrls).isEmpty {
             throw ValidationError("--turn-secret needs --turn-urls")
         }
@@ -246,7 +259,12 @@ struct SignalNode: AsyncParsableCommand {
         configuration.signaling.iceServers.credentialLifetime = turnTtl
         if !jwtSecret.isEmpty || !jwtPublicKeyFile.isEmpty {
             let pem = jwtPublicKeyFile.isEmpty ? nil : try String(contentsOfFile: jwtPublicKeyFile, encoding: .utf8)
-            configuration.signaling.jwt = try JWTVerifier(secret: jwtSecret.isEmpty ? nil : jwtSecret, rsaPublicKeyPEM: pem)
+            var verifier = try JWTVerifier(secret: jwtSecret.isEmpty ? nil : jwtSecret, rsaPublicKeyPEM: pem)
+            verifier.requireExpiry = jwtRequireExp
+            verifier.audience = jwtAudience.isEmpty ? nil : jwtAudience
+            verifier.issuer = jwtIssuer.isEmpty ? nil : jwtIssuer
+            verifier.leeway = jwtLeeway
+            configuration.signaling.jwt = verifier
             logger.info("JWT authentication required on CONNECT")
         }
         if metrics {

@@ -353,7 +353,8 @@ class Client:
     async def fence(self, timeout=TIMEOUT):
         """Join a fresh room and wait for our own user_joined for it: every event the server
         queued for us before that has then arrived."""
-        room = f"{FENCE_PREFIX}{uuid.uuid4().hex[:12]}"
+        # 22 characters: a name of a socket id's shape (20 of [A-Za-z0-9_-]) is refused
+        room = f"{FENCE_PREFIX}{uuid.uuid4().hex[:14]}"
         fut = asyncio.get_running_loop().create_future()
         self._fences[room] = fut
         await self.emit("join_room", {"roomName": room, "personName": self.name})

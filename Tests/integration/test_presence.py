@@ -608,7 +608,9 @@ def is_fence(payload):
                                           or str(payload.get("content", "")).startswith(FENCE_PREFIX))
 
 
-async def test_second_join_of_same_room_announces_nothing_and_answers_roster(pcluster, cluster_clients):
+async def test_second_join_of_same_room_announces_nothing_and_is_refused(pcluster, cluster_clients):
+    """A second join of a room is refused with already_in_room (the roster came with the first join; issue 11
+    finding 4: a re-join must not cost a roster read) and announces nothing."""
     n1, n2, _ = pcluster
     new = cluster_clients.new
     a = await new(n1, "websocket", "a")
@@ -616,13 +618,11 @@ async def test_second_join_of_same_room_announces_nothing_and_answers_roster(pcl
     room = unique("again")
     await join_all(room, [a, b], cluster_clients, {"b": "Bob First"})
 
-    # again with an ack: the roster, no user_joined
-    ack = await b.emit_with_ack("join_room", {"roomName": room, "personName": "Bob First"})
-    assert_roster(ack, roster(b, room, [(a, "a")]))
-    # again without an ack, under another name: nothing at all
-    await b.emit("join_room", {"roomName": room, "personName": "Bob Second"})
-    ack = await a.emit_with_ack("join_room", {"roomName": room, "personName": "a"})
-    assert_roster(ack, roster(a, room, [(b, "Bob First")]))
+    # again with an ack: already_in_room, no user_joined
+    await refused_with_ack(b, "join_room", {"roomName": room, "personName": "Bob First"}, "already_in_room")
+    # again without an ack, under another name: the error event, nothing else
+    await refused_without_ack(b, "join_room", {"roomName": room, "personName": "Bob Second"}, "already_in_room")
+    await refused_with_ack(a, "join_room", {"roomName": room, "personName": "a"}, "already_in_room")
 
     await cluster_clients.settle()
     for c in (a, b):

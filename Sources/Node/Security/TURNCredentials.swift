@@ -18,14 +18,21 @@ public struct ICEServerConfiguration: Sendable {
 
     public var isEmpty: Bool { stunURLs.isEmpty && (turnURLs.isEmpty || turnSecret == nil) }
 
-    /// The `RTCIceServer` list for one socket.
-    public func iceServers(for socket: String, now: Int = Int(Date().timeIntervalSince1970)) -> PacketValue {
+    /// The `RTCIceServer` list for one socket. `notAfter` (seconds since 1970) caps the TURN credentials' expiry:
+    /// a socket's credentials do not outlive its token.
+    public func iceServers(
+        for socket: String,
+        notAfter: Double? = nil,
+        now: Int = Int(Date().timeIntervalSince1970)
+    ) -> PacketValue {
         var servers: [PacketValue] = []
         if !stunURLs.isEmpty {
             servers.append(.object([("urls", .array(stunURLs.map { .string($0) }))]))
         }
         if let turnSecret, !turnURLs.isEmpty {
-            let username = "\(now + credentialLifetime):\(socket)"
+            var expiry = now + credentialLifetime
+            if let notAfter, notAfter < Double(expiry) { expiry = Int(max(notAfter, 0).rounded(.down)) }
+            let username = "\(expiry):\(socket)"
             servers.append(
                 .object([
                     ("urls", .array(turnURLs.map { .string($0) })),

@@ -1,4 +1,5 @@
 import Adapter
+import Foundation
 import Logging
 import NIOCore
 
@@ -7,11 +8,11 @@ import NIOCore
 ///
 /// | client sends | the server emits |
 /// |---|---|
-/// | `join_room {roomName, personName}` | `user_joined {personName, roomName, socketId}` to the whole room, joiner included; the ack (if asked) answers `{roomName, socketId, peers:[{socketId, personName}]}` |
+/// | `join_room {roomName, personName}` | `user_joined {personName, roomName, socketId}` to the whole room, joiner included; the ack (if asked) answers `{roomName, socketId, peers:[{socketId, personName}]}`; a second join of the same room is refused (`already_in_room`), and so is a room name of a socket id's shape (`invalid_room_name`) |
 /// | `message {roomName, content}` | `message {personName, content, timestamp}` to the whole room (the name given at join) |
 /// | `leave_room {roomName}` | `user_left {personName, roomName, socketId}` to the others in the room |
 /// | (disconnect, or the node dies) | `user_left` to the others in each of its rooms |
-/// | `offer` / `answer {…, toPeer}` | the same object with `fromPeer` set to the sender's id, to `toPeer` when they share a room |
+/// | `offer` / `answer {…, toPeer}` | the same object with `fromPeer` set to the sender's id, to the socket `toPeer` alone, when they share a room |
 /// | `ice_candidate {iccCandidate, toPeer}` | the same, as `ice_candidate` and/or `ice-candidate` |
 /// | `send-offer` / `send-answer` / `send-icecandidate` | `receive-…` to the others in the sender's rooms (legacy) |
 ///
@@ -27,6 +28,11 @@ struct SignalingApplication: NamespaceHandler {
         var names: [Room: String] = [:]
         /// The rooms the client's token allows (its `rooms` claim); nil allows any.
         var allowedRooms: Set<Room>?
+        /// When the client's token expires (its `exp`, seconds since 1970): the socket is disconnected then (plus
+        /// the leeway), and its TURN credentials expire no later.
+        var tokenExpiry: Double?
+        /// Disconnects the socket when its token expires.
+        var expiryTimer: Scheduled<Void>?
         /// Per room, the peers this client learned from its join roster: a `user_joined` for one of them that
         /// arrives later (a join racing on another node) is not delivered, so the client hears of each peer once.
         var rosterPeers: [Room: Set<SocketID>] = [:]
@@ -97,10 +103,9 @@ struct SignalingApplication: NamespaceHandler {
                 return "Authentication error: a token is required"
             }
             do {
-                let claims = try jwt.verify(token)
-                if let rooms = claims["rooms"]?.arrayValue {
-                    member.allowedRooms = Set(rooms.compactMap(\.stringValue))
-                }
+                let verified = try jwt.verify(token)
+                member.allowedRooms = verified.rooms
+                member.tokenExpiry = verified.expiry
             } catch {
                 socket.namespace.metrics.error("unauthorized")
                 return "Authentication error: \(error)"
@@ -112,14 +117,30 @@ struct SignalingApplication: NamespaceHandler {
 
     func socketConnected(_ socket: Socket) {
         socket.logger.debug("connected")
+        let member = socket.attachment as? Member
+        if let member, let expiry = member.tokenExpiry {
+            member.expiryTimer = Self.disconnect(socket, at: expiry + (configuration.jwt?.leeway ?? 0))
+        }
         if !configuration.iceServers.isEmpty {
-            socket.emit("ice_servers", [configuration.iceServers.iceServers(for: socket.id)])
+            socket.emit("ice_servers", [configuration.iceServers.iceServers(for: socket.id, notAfter: member?.tokenExpiry)])
+        }
+    }
+
+    /// Disconnects `socket` when its token expires (`expiry`, seconds since 1970), on its own event loop.
+    private static func disconnect(_ socket: Socket, at expiry: Double) -> Scheduled<Void> {
+        let delay = max(0, expiry - Date().timeIntervalSince1970)
+        let nanoseconds = Int64(min(delay, 10 * 365 * 86_400) * 1e9)
+        return socket.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) { [weak socket] in
+            guard let socket, socket.isConnected else { return }
+            socket.logger.debug("token expired: disconnecting")
+            socket.disconnect()
         }
     }
 
     func socketDisconnected(_ socket: Socket, reason: String) {
         socket.logger.debug("disconnected", metadata: ["reason": "\(reason)"])
         guard let member = socket.attachment as? Member else { return }
+        member.expiryTimer?.cancel()
         let namespace = socket.namespace
         let id = socket.id
         let eventLoop = socket.eventLoop
@@ -224,9 +245,14 @@ struct SignalingApplication: NamespaceHandler {
 
     // MARK: events
 
-    var filteredEvents: Set<String> { ["user_joined", "user_left"] }
+    var filteredEvents: Set<String> { ["user_joined", "user_left", "offer", "answer", "ice_candidate", "ice-candidate"] }
 
     func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket) -> Bool {
+        switch packet.eventName {
+        case "user_joined", "user_left": break
+        // A signal reaches exactly the socket it names, whoever else is in the room it was sent to.
+        default: return Self.isAddressed(packet, to: socket.id)
+        }
         guard let member = socket.attachment as? Member, packet.data.count > 1,
             let room = packet.data[1]["roomName"]?.stringValue, let peer = packet.data[1]["socketId"]?.stringValue,
             peer != socket.id
@@ -248,14 +274,15 @@ struct SignalingApplication: NamespaceHandler {
         _ payload: PacketValue,
         wantsRoster: Bool
     ) throws(SignalingError) -> Outcome {
-        let room = try roomName(payload)
+        let room = try joinableRoomName(payload)
         let name = try personName(payload)
+        if member.names[room] != nil {
+            // Already in: refused at once, so a small request cannot cost a roster read (the roster came with the
+            // first join, and user_joined / user_left keep it current).
+            throw SignalingError(.alreadyInRoom, "already in room \(room)")
+        }
         let id = socket.id
         let eventLoop = socket.eventLoop
-        if member.names[room] != nil {
-            // Already in: no second announcement, just the roster.
-            return .later(presence.members(of: room, on: eventLoop).map { Self.roster(room: room, socket: id, $0) })
-        }
         if let allowed = member.allowedRooms, !allowed.contains(room) {
             throw SignalingError(.forbiddenRoom, "your token does not allow room \(room)")
         }
@@ -268,7 +295,8 @@ struct SignalingApplication: NamespaceHandler {
         let presence = self.presence
         // Not a ternary: `nil` there would become PacketValue.null (PacketValue is ExpressibleByNilLiteral).
         let iceServers: PacketValue? =
-            configuration.iceServers.isEmpty ? Optional.none : .some(configuration.iceServers.iceServers(for: id))
+            configuration.iceServers.isEmpty
+            ? Optional.none : .some(configuration.iceServers.iceServers(for: id, notAfter: member.tokenExpiry))
         let entry = PresenceEntry(room: room, socket: id, personName: name)
         let bound = NIOLoopBound((socket, member), eventLoop: eventLoop)
         let full = SignalingError(.roomFull, "room \(room) has its maximum of \(maxMembers) members")
@@ -333,18 +361,7 @@ struct SignalingApplication: NamespaceHandler {
         let room = try roomName(payload)
         guard let name = member.names[room] else { throw SignalingError(.notInRoom, "not in room \(room)") }
         let content = payload["content"]
-        switch content {
-        case .string(let text)?:
-            guard text.count <= configuration.maxContentLength else {
-                throw SignalingError(.contentTooLong, "content is longer than \(configuration.maxContentLength) characters")
-            }
-        case .binary(let bytes)?:
-            guard bytes.readableBytes <= configuration.maxContentLength else {
-                throw SignalingError(.contentTooLong, "content is longer than \(configuration.maxContentLength) bytes")
-            }
-        default:
-            throw SignalingError(.invalidPayload, "content must be a string")
-        }
+        try checkContent(content)
         let message = PacketValue.object([
             ("personName", .string(name)),
             ("content", content ?? .null),
@@ -433,32 +450,6 @@ struct SignalingApplication: NamespaceHandler {
         guard !rooms.isEmpty else { throw SignalingError(.notInRoom, "join a room first") }
         socket.broadcast("receive-" + event.dropFirst("send-".count), arguments, to: rooms)
         return .done(Self.ok)
-    }
-
-    // MARK: validation
-
-    private func roomName(_ payload: PacketValue) throws(SignalingError) -> Room {
-        guard payload.isObject else { throw SignalingError(.invalidPayload, "the payload must be an object") }
-        guard let room = payload["roomName"]?.stringValue, !room.isEmpty else {
-            throw SignalingError(.invalidPayload, "roomName must be a non-empty string")
-        }
-        guard room.count <= configuration.maxRoomNameLength else {
-            throw SignalingError(.roomNameTooLong, "roomName is longer than \(configuration.maxRoomNameLength) characters")
-        }
-        guard !room.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "#" }) else {
-            throw SignalingError(.invalidPayload, "roomName must not contain control characters or '#'")
-        }
-        return room
-    }
-
-    private func personName(_ payload: PacketValue) throws(SignalingError) -> String {
-        guard let name = payload["personName"]?.stringValue else {
-            throw SignalingError(.invalidPayload, "personName must be a string")
-        }
-        guard name.count <= configuration.maxPersonNameLength else {
-            throw SignalingError(.personNameTooLong, "personName is longer than \(configuration.maxPersonNameLength) characters")
-        }
-        return name
     }
 
     private func refuse(_ socket: Socket, _ event: String, _ ack: Ack?, _ error: SignalingError) {

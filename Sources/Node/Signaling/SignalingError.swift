@@ -25,6 +25,10 @@ struct SignalingError: Error, Hashable {
         case forbiddenRoom = "forbidden_room"
         /// Too many of the socket's events wait behind a Redis round trip (count or bytes).
         case overloaded = "overloaded"
+        /// `join_room` with a room name that has the shape of a socket id.
+        case invalidRoomName = "invalid_room_name"
+        /// `join_room` of a room the socket is already in.
+        case alreadyInRoom = "already_in_room"
     }
 
     var code: Code
