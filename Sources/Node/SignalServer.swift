@@ -151,8 +151,9 @@ public final class SignalServer: Sendable {
         )
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
-            // At the file descriptor limit accept() fails at once, again and again: wait a little before retrying
-            // instead of spinning a core.
+            // After an accept error (no descriptor or memory left) wait a little before accepting again. NIO only
+            // gets here once an accept succeeded in the same read, so the node also keeps its TCP connection limit
+            // below the descriptor limit (`signal-node` does), and accepts and closes what is over it.
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(

@@ -221,18 +221,31 @@ struct SignalNode: AsyncParsableCommand {
         }
     }
 
-    /// Past the process's file descriptor limit accept() fails before `--max-tcp-connections` is reached.
-    static func warnAboutDescriptorLimit(_ maxTcpConnections: Int, logger: Logger) {
+    /// The TCP connection limit, kept below the file descriptor limit: past that limit accept() fails, and NIO then
+    /// polls the listening socket again at once (its read stays pending), so the loop spins a core; below it,
+    /// connections over the limit are accepted and closed at once. The soft descriptor limit is first raised to the
+    /// hard one; some descriptors stay free for Redis, the event loops and the metrics listener.
+    static func fitToDescriptorLimit(_ maxTcpConnections: Int, logger: Logger) -> Int {
         #if canImport(Glibc)
         var limit = rlimit()
-        // (RLIM_INFINITY is all ones, so it never compares below.)
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0,
-            UInt64(limit.rlim_cur) < UInt64(maxTcpConnections) + 64
-        else { return }
+        let resource = Int32(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0 else { return maxTcpConnections }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        let descriptors = Int(clamping: limit.rlim_cur)
+        let reserve = min(max(32, descriptors / 10), 1024)
+        let fitting = max(1, descriptors - reserve)
+        guard fitting < maxTcpConnections else { return maxTcpConnections }
         logger.warning(
-            "the file descriptor limit is below --max-tcp-connections: connections beyond it wait in the backlog",
-            metadata: ["limit": "\(limit.rlim_cur)", "max.tcp.connections": "\(maxTcpConnections)"]
+            "--max-tcp-connections lowered to fit the file descriptor limit",
+            metadata: ["descriptors": "\(descriptors)", "max.tcp.connections": "\(fitting)"]
         )
+        return fitting
+        #else
+        return maxTcpConnections
         #endif
     }
 
@@ -264,14 +277,13 @@ struct SignalNode: AsyncParsableCommand {
         configuration.engine.handshakeRate = handshakeRate
         configuration.engine.handshakeBurst = handshakeBurst
         configuration.connectTimeout = .milliseconds(Int64(connectTimeout))
-        configuration.connections.maxConnections = maxTcpConnections
+        configuration.connections.maxConnections = Self.fitToDescriptorLimit(maxTcpConnections, logger: logger)
         configuration.connections.maxConnectionsPerAddress = maxTcpConnectionsPerAddress
         configuration.connections.requestTimeout = .milliseconds(Int64(httpRequestTimeout))
         configuration.connections.idleTimeout = .milliseconds(Int64(httpIdleTimeout))
         configuration.connections.trustedProxies = Self.list(trustedProxies).compactMap { IPNetwork($0) }
         configuration.connections.proxyProtocol = proxyProtocol
         if metricsPort != 0 { configuration.metricsListener = (metricsHost.isEmpty ? host : metricsHost, metricsPort) }
-        Self.warnAboutDescriptorLimit(maxTcpConnections, logger: logger)
         let origins = Self.list(allowedOrigins)
         configuration.engine.allowedOrigins = origins.isEmpty ? nil : origins
         configuration.signaling.iceEventName = SignalingConfiguration.ICEEventName(rawValue: iceEvent) ?? .both
