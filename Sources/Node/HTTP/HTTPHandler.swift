@@ -178,6 +178,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard query.eio == "4" else { return engineError(context: context, head: head, .unsupportedProtocolVersion) }
         // Draining, or at the session limit (a websocket handshake refused for it lands here too).
         guard !server.draining.load(ordering: .relaxed), server.engine.hasCapacity else {
+            if !server.engine.hasCapacity { server.metrics.refused(.sessions) }
             return engineError(context: context, head: head, .forbidden)
         }
         guard transport == "polling" else {
