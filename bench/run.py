@@ -34,7 +34,10 @@ REFERENCE_SERVER = os.path.join(os.path.dirname(HERE), "Tests", "integration", "
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 
-EVENT_LIMITS = ["--event-rate", "1000000", "--event-burst", "1000000"]
+# Every bench client comes from 127.0.0.1: per-socket and per-address limits off.
+EVENT_LIMITS = ["--event-rate", "1000000", "--event-burst", "1000000",
+                "--handshake-rate", "0", "--max-tcp-connections-per-address", "0",
+                "--address-event-rate", "0"]
 
 
 def wait_http(url, timeout=20.0):

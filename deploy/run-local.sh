@@ -129,8 +129,9 @@ wait_for redis port_busy "$redis_port"
 
 for i in 1 2 3; do
     port="${node_ports[$((i - 1))]}"
+    # HAProxy (on loopback) adds X-Forwarded-For: trust it, so per-client limits see the real clients.
     start "node$i" env SIGNAL_HOST=127.0.0.1 SIGNAL_PORT="$port" SIGNAL_REDIS_URL="redis://127.0.0.1:$redis_port" \
-        SIGNAL_NODE_ID="node$i" "$bin"
+        SIGNAL_NODE_ID="node$i" SIGNAL_TRUSTED_PROXIES="${SIGNAL_TRUSTED_PROXIES:-127.0.0.1}" "$bin"
     wait_for "node$i" http_ok "http://127.0.0.1:$port/healthz"
 done
 

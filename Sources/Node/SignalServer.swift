@@ -13,13 +13,18 @@ public struct ServerConfiguration: Sendable {
     public var nodeID = "node"
     public var engine = EngineConfiguration()
     public var signaling = SignalingConfiguration()
-    /// Time allowed to join a namespace after the Engine.IO handshake.
-    public var connectTimeout: TimeAmount = .seconds(45)
+    /// Time allowed to join a namespace after the Engine.IO handshake (a session that sends no CONNECT in time
+    /// is closed, so handshakes alone cannot fill the session table for long).
+    public var connectTimeout: TimeAmount = .seconds(10)
+    /// TCP connection limits, HTTP timeouts and trusted proxies.
+    public var connections = ConnectionConfiguration()
     /// Limits of the Socket.IO layer (binary packets, acks, failed CONNECTs). Its event rate and the attachment
     /// bytes are taken from `signaling` and `engine` when the server starts.
     public var socketIO = SocketIOLimits()
     /// The metrics backend's text for `/metrics` (Prometheus); nil serves 404.
     public var metricsText: (@Sendable () -> String)? = nil
+    /// A listener of its own for `/metrics` (host, port); the main listener then answers 404 there.
+    public var metricsListener: (host: String, port: Int)? = nil
 
     public init() {}
 }
@@ -68,6 +73,9 @@ public final class SignalServer: Sendable {
         limits.eventBurst = configuration.signaling.eventBurst
         limits.maxAttachmentBytes = configuration.engine.maxPayload
         let sessionLimits = limits
+        let addressBudget: (any AddressBudget)? =
+            limits.addressEventsPerSecond > 0
+            ? AddressRateLimiter(rate: limits.addressEventsPerSecond, burst: max(1, limits.addressEventBurst)) : nil
         let sessionLogger = logger
         self.engine = EngineServer(configuration: configuration.engine, logger: logger, metrics: metrics) { session in
             let connection = SocketIOConnection(
@@ -75,6 +83,7 @@ public final class SignalServer: Sendable {
                 namespaces: namespaces,
                 connectTimeout: connectTimeout,
                 limits: sessionLimits,
+                addressBudget: addressBudget,
                 logger: sessionLogger
             )
             session.delegate = connection
@@ -84,6 +93,8 @@ public final class SignalServer: Sendable {
         let engineForMetrics = engine
         self.context = ServerContext(
             engine: engine,
+            connections: configuration.connections,
+            servesMetrics: configuration.metricsListener == nil,
             isReady: { adapter.isReady && presence.isReady },
             metricsText: {
                 guard let base = metricsText?() else { return nil }
@@ -105,30 +116,64 @@ public final class SignalServer: Sendable {
         let context = self.context
         let engine = self.engine
         let maxPayload = configuration.engine.maxPayload
+        let bufferedBytes = configuration.engine.maxBufferedBytes
         let path = configuration.engine.path
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: max(maxPayload, 1 << 16),
             automaticErrorHandling: true,
             shouldUpgrade: { channel, head in
-                channel.eventLoop.makeSucceededFuture(
-                    Self.acceptsWebSocket(head, engine: engine, path: path) ? HTTPHeaders() : nil
-                )
+                channel.eventLoop.makeCompletedFuture {
+                    guard Self.acceptsWebSocket(head, engine: engine, path: path) else { return nil }
+                    // A new session counts against its client's handshake budget; a refusal is answered by the
+                    // HTTP handler (429), which the request falls through to.
+                    if RequestQuery(target: head.uri).sid == nil {
+                        let connectionGuard = try channel.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self)
+                        guard context.admitHandshake(from: connectionGuard.clientAddress(for: head)) else {
+                            connectionGuard.refusedHandshake = .rateLimited
+                            return nil
+                        }
+                    }
+                    return HTTPHeaders()
+                }
             },
             upgradePipelineHandler: { channel, head in
                 let query = RequestQuery(target: head.uri)
                 let sid = query.sid.map(String.init)
                 let token = query.token.map(String.init)
                 return channel.eventLoop.makeCompletedFuture {
+                    let connectionGuard = try channel.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self)
+                    connectionGuard.upgraded()
+                    // Writes the client does not read pile up in the channel; the handler watches its writability.
+                    try channel.syncOptions?.setOption(
+                        .writeBufferWaterMark,
+                        value: EngineWebSocketHandler.waterMark(maxBufferedBytes: bufferedBytes)
+                    )
                     // Fragmented messages are put together by the handler itself: one handler less per idle
                     // connection than with NIO's frame aggregator.
                     try channel.pipeline.syncOperations.addHandler(
-                        EngineWebSocketHandler(engine: engine, sid: sid, token: token, maxPayload: maxPayload)
+                        EngineWebSocketHandler(
+                            engine: engine,
+                            sid: sid,
+                            token: token,
+                            maxPayload: maxPayload,
+                            clientAddress: connectionGuard.clientAddress(for: head)
+                        )
                     )
                 }
             }
         )
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
+            // After an accept error (no descriptor or memory left) wait a little before accepting again. NIO only
+            // gets here once an accept succeeded in the same read, so the node also keeps its TCP connection limit
+            // below the descriptor limit (`signal-node` does), and accepts and closes what is over it.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { _ in .milliseconds(250) }
+                    )
+                }
+            }
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -142,6 +187,12 @@ public final class SignalServer: Sendable {
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        if let (host, port) = configuration.metricsListener {
+            let metrics = try await MetricsListener.bind(host: host, port: port, group: group, text: context.metricsText)
+            logger.info("metrics listening", metadata: ["address": "\(metrics.localAddress.map { "\($0)" } ?? "?")"])
+            // It lives as long as the main listener.
+            channel.closeFuture.whenComplete { _ in metrics.close(promise: nil) }
+        }
         return channel
     }
 

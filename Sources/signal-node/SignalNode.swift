@@ -89,6 +89,12 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Members per room, cluster-wide [SIGNAL_MAX_ROOM_MEMBERS].")
     var maxRoomMembers: Int = env("SIGNAL_MAX_ROOM_MEMBERS").flatMap(Int.init) ?? 50
 
+    @Option(help: "Events per second of all the sessions of one client address; 0 = no per-address budget [SIGNAL_ADDRESS_EVENT_RATE].")
+    var addressEventRate: Double = env("SIGNAL_ADDRESS_EVENT_RATE").flatMap(Double.init) ?? 2_000
+
+    @Option(help: "Events per client address in a burst [SIGNAL_ADDRESS_EVENT_BURST].")
+    var addressEventBurst: Double = env("SIGNAL_ADDRESS_EVENT_BURST").flatMap(Double.init) ?? 4_000
+
     @Option(help: "Events of one socket that may wait behind Redis; beyond, refused as overloaded [SIGNAL_MAX_QUEUED_EVENTS].")
     var maxQueuedEvents: Int = env("SIGNAL_MAX_QUEUED_EVENTS").flatMap(Int.init) ?? 64
 
@@ -155,6 +161,42 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Lifetime of TURN credentials, seconds [SIGNAL_TURN_TTL].")
     var turnTtl: Int = env("SIGNAL_TURN_TTL").flatMap(Int.init) ?? 86_400
 
+    @Option(help: "Milliseconds an Engine.IO session has to send its Socket.IO CONNECT before it is closed [SIGNAL_CONNECT_TIMEOUT].")
+    var connectTimeout: Int = env("SIGNAL_CONNECT_TIMEOUT").flatMap(Int.init) ?? 10_000
+
+    @Option(help: "New Engine.IO sessions per second per client address (IPv6: per /64); 0 = no limit [SIGNAL_HANDSHAKE_RATE].")
+    var handshakeRate: Double = env("SIGNAL_HANDSHAKE_RATE").flatMap(Double.init) ?? 20
+
+    @Option(help: "New Engine.IO sessions per client address in a burst [SIGNAL_HANDSHAKE_BURST].")
+    var handshakeBurst: Double = env("SIGNAL_HANDSHAKE_BURST").flatMap(Double.init) ?? 200
+
+    @Option(help: "Most TCP connections on this node (HTTP and websocket) [SIGNAL_MAX_TCP_CONNECTIONS].")
+    var maxTcpConnections: Int = env("SIGNAL_MAX_TCP_CONNECTIONS").flatMap(Int.init) ?? 110_000
+
+    @Option(help: "Most TCP connections per client address; 0 = no limit [SIGNAL_MAX_TCP_CONNECTIONS_PER_ADDRESS].")
+    var maxTcpConnectionsPerAddress: Int = env("SIGNAL_MAX_TCP_CONNECTIONS_PER_ADDRESS").flatMap(Int.init) ?? 1_000
+
+    @Option(help: "Milliseconds for an HTTP request to arrive whole, from its first byte (and for a new connection's first request) [SIGNAL_HTTP_REQUEST_TIMEOUT].")
+    var httpRequestTimeout: Int = env("SIGNAL_HTTP_REQUEST_TIMEOUT").flatMap(Int.init) ?? 15_000
+
+    @Option(help: "Milliseconds a keep-alive HTTP connection may stay with no request in flight [SIGNAL_HTTP_IDLE_TIMEOUT].")
+    var httpIdleTimeout: Int = env("SIGNAL_HTTP_IDLE_TIMEOUT").flatMap(Int.init) ?? 30_000
+
+    @Option(help: "Proxies (CIDR blocks, comma-separated) whose X-Forwarded-For names the client, and with --proxy-protocol the only peers accepted [SIGNAL_TRUSTED_PROXIES].")
+    var trustedProxies: String = env("SIGNAL_TRUSTED_PROXIES") ?? ""
+
+    @Option(help: "Every connection starts with a PROXY protocol v1/v2 header (HAProxy send-proxy): true or false [SIGNAL_PROXY_PROTOCOL].")
+    var proxyProtocol: Bool = env("SIGNAL_PROXY_PROTOCOL").map { $0 == "true" || $0 == "1" } ?? false
+
+    @Option(help: "Most bytes queued for one client (polling outbox, unread websocket writes) before it is closed as a slow consumer [SIGNAL_MAX_BUFFERED_BYTES].")
+    var maxBufferedBytes: Int = env("SIGNAL_MAX_BUFFERED_BYTES").flatMap(Int.init) ?? 1_000_000
+
+    @Option(help: "Serve /metrics on this port only (0 = on the main listener) [SIGNAL_METRICS_PORT].")
+    var metricsPort: Int = env("SIGNAL_METRICS_PORT").flatMap(Int.init) ?? 0
+
+    @Option(help: "Address of the metrics listener; empty = --host [SIGNAL_METRICS_HOST].")
+    var metricsHost: String = env("SIGNAL_METRICS_HOST") ?? ""
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, got \(port)") }
         guard pingInterval > 0, pingTimeout > 0 else { throw ValidationError("ping interval and timeout must be > 0") }
@@ -187,6 +229,9 @@ struct SignalNode: AsyncParsableCommand {
         ] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
+        guard addressEventRate >= 0, addressEventBurst >= 1 else {
+            throw ValidationError("--address-event-rate must be >= 0 and --address-event-burst >= 1")
+        }
         guard maxQueuedEvents >= 1, maxQueuedBytes >= 1024 else {
             throw ValidationError("--max-queued-events must be >= 1 and --max-queued-bytes >= 1024")
         }
@@ -195,6 +240,21 @@ struct SignalNode: AsyncParsableCommand {
         }
         guard eventRate > 0, eventBurst >= 1 else { throw ValidationError("--event-rate must be > 0 and --event-burst >= 1") }
         guard threads >= 0 else { throw ValidationError("--threads must be >= 0") }
+        guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be > 0") }
+        guard handshakeRate >= 0, handshakeBurst >= 1 else {
+            throw ValidationError("--handshake-rate must be >= 0 and --handshake-burst >= 1")
+        }
+        guard maxTcpConnections > 0, maxTcpConnectionsPerAddress >= 0 else {
+            throw ValidationError("--max-tcp-connections must be > 0 and --max-tcp-connections-per-address >= 0")
+        }
+        guard httpRequestTimeout > 0, httpIdleTimeout > 0 else {
+            throw ValidationError("--http-request-timeout and --http-idle-timeout must be > 0")
+        }
+        for block in Self.list(trustedProxies) where IPNetwork(block) == nil {
+            throw ValidationError("--trusted-proxies: not an address or CIDR block: \(block)")
+        }
+        guard maxBufferedBytes >= 65_536 else { throw ValidationError("--max-buffered-bytes must be at least 65536") }
+        guard (0...65535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0...65535") }
         if !redis.isEmpty {
             do {
                 _ = try RedisConfiguration(url: redis)
@@ -208,6 +268,34 @@ struct SignalNode: AsyncParsableCommand {
         guard !redisPrefix.isEmpty, !redisPrefix.contains("#") else {
             throw ValidationError("--redis-prefix must be non-empty and contain no '#'")
         }
+    }
+
+    /// The TCP connection limit, kept below the file descriptor limit: past that limit accept() fails, and NIO then
+    /// polls the listening socket again at once (its read stays pending), so the loop spins a core; below it,
+    /// connections over the limit are accepted and closed at once. The soft descriptor limit is first raised to the
+    /// hard one; some descriptors stay free for Redis, the event loops and the metrics listener.
+    static func fitToDescriptorLimit(_ maxTcpConnections: Int, logger: Logger) -> Int {
+        #if canImport(Glibc)
+        var limit = rlimit()
+        let resource = Int32(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0 else { return maxTcpConnections }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        let descriptors = Int(clamping: limit.rlim_cur)
+        let reserve = min(max(32, descriptors / 10), 1024)
+        let fitting = max(1, descriptors - reserve)
+        guard fitting < maxTcpConnections else { return maxTcpConnections }
+        logger.warning(
+            "--max-tcp-connections lowered to fit the file descriptor limit",
+            metadata: ["descriptors": "\(descriptors)", "max.tcp.connections": "\(fitting)"]
+        )
+        return fitting
+        #else
+        return maxTcpConnections
+        #endif
     }
 
     static func list(_ text: String) -> [String] {
@@ -234,6 +322,17 @@ struct SignalNode: AsyncParsableCommand {
         configuration.engine.pingTimeout = .milliseconds(Int64(pingTimeout))
         configuration.engine.maxPayload = maxPayload
         configuration.engine.maxSessions = maxConnections
+        configuration.engine.maxBufferedBytes = maxBufferedBytes
+        configuration.engine.handshakeRate = handshakeRate
+        configuration.engine.handshakeBurst = handshakeBurst
+        configuration.connectTimeout = .milliseconds(Int64(connectTimeout))
+        configuration.connections.maxConnections = Self.fitToDescriptorLimit(maxTcpConnections, logger: logger)
+        configuration.connections.maxConnectionsPerAddress = maxTcpConnectionsPerAddress
+        configuration.connections.requestTimeout = .milliseconds(Int64(httpRequestTimeout))
+        configuration.connections.idleTimeout = .milliseconds(Int64(httpIdleTimeout))
+        configuration.connections.trustedProxies = Self.list(trustedProxies).compactMap { IPNetwork($0) }
+        configuration.connections.proxyProtocol = proxyProtocol
+        if metricsPort != 0 { configuration.metricsListener = (metricsHost.isEmpty ? host : metricsHost, metricsPort) }
         let origins = Self.list(allowedOrigins)
         configuration.engine.allowedOrigins = origins.isEmpty ? nil : origins
         configuration.signaling.iceEventName = SignalingConfiguration.ICEEventName(rawValue: iceEvent) ?? .both
@@ -248,6 +347,8 @@ struct SignalNode: AsyncParsableCommand {
         configuration.signaling.maxMembersPerRoom = maxRoomMembers
         configuration.signaling.maxQueuedEvents = maxQueuedEvents
         configuration.signaling.maxQueuedBytes = maxQueuedBytes
+        configuration.socketIO.addressEventsPerSecond = addressEventRate
+        configuration.socketIO.addressEventBurst = addressEventBurst
         configuration.socketIO.maxAttachments = maxAttachments
         configuration.socketIO.binaryTimeout = .milliseconds(Int64(binaryTimeout))
         configuration.socketIO.ackTimeout = .milliseconds(Int64(ackTimeout))
@@ -333,7 +434,13 @@ struct NodeService: Service {
     }
 }
 
+/// The environment variable `name`, as the default of its option.
+///
+/// Defaults are shown by `--help`, so while help is asked for the environment is not read: the text would
+/// otherwise print what the environment holds, secrets included (JWT and TURN secrets, a Redis URL's password),
+/// into terminals and logs. Help then shows the built-in defaults.
 private func env(_ name: String) -> String? {
+    guard !helpRequested else { return nil }
     guard let value = getenv(name) else { return nil }
     let string = String(cString: value)
     return string.isEmpty ? nil : string
@@ -343,4 +450,9 @@ extension Substring {
     fileprivate func trimmingCharacters() -> String {
         String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
     }
+}
+
+/// Whether the command line asks for help (`-h`, `--help`, or a help dump) rather than a run.
+private let helpRequested: Bool = CommandLine.arguments.dropFirst().contains {
+    ["-h", "--help", "--experimental-dump-help"].contains($0)
 }

@@ -203,13 +203,14 @@ struct EngineSessionPollingTests {
         #expect(h.session.isClosed)
     }
 
+    /// Finding 13: the GET held when the client's close packet arrives is answered with a noop, as engine.io does.
     @Test func clientCloseClosesWithTransportCloseAndDropsWhatFollows() {
         let h = SessionHarness()
         let poll = FakePoll()
         _ = h.session.pollArrived(poll)
         #expect(h.post("4before\u{1E}1\u{1E}4after") == nil)
         #expect(h.delegate.events == [.text("before"), .closed(.transportClose)])
-        #expect(poll.payloads == ["1"])
+        #expect(poll.payloads == ["6"])
         #expect(h.session.isClosed)
         #expect(h.post("4late") == nil)
         #expect(h.delegate.events.count == 2)
@@ -279,6 +280,70 @@ struct EngineSessionPollingTests {
 }
 
 // MARK: heartbeat
+
+@Suite("EngineSession buffered bytes")
+struct EngineSessionBufferTests {
+    static func configuration(maxBufferedBytes: Int) -> EngineConfiguration {
+        var configuration = EngineConfiguration()
+        configuration.maxBufferedBytes = maxBufferedBytes
+        return configuration
+    }
+
+    /// Finding 7: the polling outbox is bounded; a client that does not fetch is closed as a slow consumer.
+    @Test func anOutboxOverTheCapClosesTheSessionAsASlowConsumer() {
+        let h = SessionHarness(configuration: Self.configuration(maxBufferedBytes: 1_000))
+        let packet = EngineFrame.packet(.message, String(repeating: "x", count: 299))  // 301 bytes in a payload
+        h.session.send([packet, packet, packet])
+        #expect(!h.session.isClosed)
+        h.session.send(packet)
+        #expect(h.session.isClosed)
+        #expect(h.delegate.closeReasons == [.slowConsumer])
+        let poll = FakePoll()
+        _ = h.session.pollArrived(poll)
+        #expect(poll.payloads == ["1"])
+    }
+
+    @Test func fetchedPacketsNoLongerCount() {
+        let h = SessionHarness(configuration: Self.configuration(maxBufferedBytes: 1_000))
+        let packet = EngineFrame.packet(.message, String(repeating: "x", count: 299))
+        for _ in 0..<10 {
+            h.session.send([packet, packet, packet])
+            let poll = FakePoll()
+            _ = h.session.pollArrived(poll)
+            #expect(poll.payloads.count == 1)
+        }
+        #expect(!h.session.isClosed)
+    }
+
+    @Test func aHeldGetOverTheCapIsAnsweredWithCloseOnly() {
+        let h = SessionHarness(configuration: Self.configuration(maxBufferedBytes: 100))
+        let poll = FakePoll()
+        _ = h.session.pollArrived(poll)
+        h.session.send(EngineFrame.packet(.message, String(repeating: "x", count: 200)))
+        #expect(poll.payloads == ["1"])
+        #expect(h.delegate.closeReasons == [.slowConsumer])
+    }
+
+    @Test func aBackedUpWebSocketClosesTheSessionAsASlowConsumer() {
+        let ws = FakeWebSocket()
+        let h = SessionHarness(transport: .websocket(ws))
+        h.session.webSocketBackedUp(FakeWebSocket())
+        #expect(!h.session.isClosed, "another websocket is not this session's")
+        h.session.webSocketBackedUp(ws)
+        #expect(h.delegate.closeReasons == [.slowConsumer])
+        #expect(ws.closeCount == 1)
+    }
+
+    @Test func aBackedUpProbeOnlyAbortsTheUpgrade() {
+        let ws = FakeWebSocket()
+        let h = SessionHarness()
+        #expect(h.session.webSocketConnected(ws))
+        h.session.webSocketBackedUp(ws)
+        #expect(!h.session.isClosed)
+        #expect(!h.session.isUpgrading)
+        #expect(ws.closeCount == 1)
+    }
+}
 
 @Suite("EngineSession heartbeat")
 struct EngineSessionHeartbeatTests {
@@ -351,6 +416,50 @@ struct EngineSessionHeartbeatTests {
         #expect(!h.session.isClosed)
         h.loop.advanceTime(by: .milliseconds(1))
         #expect(h.delegate.closeReasons == [.pingTimeout])
+    }
+
+    /// Finding 7: a pong the client sends before it has received the ping (it never GETs) does not count.
+    @Test func aPongBeforeThePingIsFetchedIsIgnored() {
+        let h = SessionHarness()
+        h.loop.advanceTime(by: .seconds(25))  // ping queued, nobody fetches it
+        #expect(h.post("3") == nil)
+        h.loop.advanceTime(by: .seconds(10))
+        #expect(h.post("3") == nil)
+        h.loop.advanceTime(by: .seconds(10))  // 45 s: ping timeout, whatever the blind pongs
+        #expect(h.delegate.closeReasons == [.pingTimeout])
+    }
+
+    @Test func anUnsolicitedPongDoesNotPostponeThePing() {
+        let h = SessionHarness()
+        let poll = FakePoll()
+        _ = h.session.pollArrived(poll)
+        h.loop.advanceTime(by: .seconds(20))
+        #expect(h.post("3") == nil)
+        h.loop.advanceTime(by: .seconds(5))
+        #expect(poll.payloads == ["2"], "the ping is still due 25 s after the start")
+    }
+
+    @Test func aPongOnTheWebSocketBeforeAnyPingIsIgnored() {
+        let ws = FakeWebSocket()
+        let h = SessionHarness(transport: .websocket(ws))
+        h.loop.advanceTime(by: .seconds(10))
+        h.wsFrame("3", from: ws)
+        h.loop.advanceTime(by: .seconds(15))
+        #expect(ws.frames.last == textFrame("2"))
+        h.loop.advanceTime(by: .seconds(20))
+        #expect(h.delegate.closeReasons == [.pingTimeout])
+    }
+
+    @Test func aPingQueuedDuringTheUpgradeCanBeAnsweredOnTheWebSocket() {
+        let ws = FakeWebSocket()
+        let h = SessionHarness()
+        h.loop.advanceTime(by: .seconds(25))  // ping queued in the polling outbox
+        #expect(h.session.webSocketConnected(ws))
+        h.wsFrame("2probe", from: ws)
+        h.wsFrame("5", from: ws)  // the outbox (with the ping) goes to the websocket
+        h.wsFrame("3", from: ws)
+        h.loop.advanceTime(by: .seconds(24))
+        #expect(!h.session.isClosed)
     }
 
     @Test func closedSessionsStopPinging() {

@@ -17,13 +17,16 @@ import Testing
         let channel = EmbeddedChannel()
         let recorder = Recorder()
 
-        init(maxPayload: Int = 64) throws {
+        /// `encodeFrames`: frames leave as bytes through NIO's encoder, as on a real channel (whose pending bytes the
+        /// handler asks for when the channel is unwritable).
+        init(maxPayload: Int = 64, encodeFrames: Bool = false) throws {
             var configuration = EngineConfiguration()
             configuration.maxPayload = maxPayload
             let recorder = self.recorder
             let engine = EngineServer(configuration: configuration, logger: Logger(label: "test"), metrics: SignalMetrics()) {
                 $0.delegate = recorder.delegate
             }
+            if encodeFrames { try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder()) }
             try channel.pipeline.syncOperations.addHandler(
                 EngineWebSocketHandler(engine: engine, sid: nil, token: nil, maxPayload: maxPayload)
             )
@@ -94,5 +97,36 @@ import Testing
         try h.send("4other", opcode: .text, fin: true)
         #expect(try h.written().last?.0 == .connectionClose)
         #expect(h.recorder.delegate.events == [.closed(.transportClose)])
+    }
+}
+
+extension EngineWebSocketHandlerTests {
+    /// Finding 7: a channel that stays over its high water mark (the client does not read) for the grace period is
+    /// closed as a slow consumer; the session closes with that reason.
+    @Test func aChannelUnwritableForTheGracePeriodIsClosedAsASlowConsumer() throws {
+        let h = try Harness(encodeFrames: true)
+        try h.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        #expect(h.channel.isActive)
+        h.channel.isWritable = false
+        h.channel.pipeline.fireChannelWritabilityChanged()
+        h.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1_999))
+        #expect(h.channel.isActive)
+        #expect(h.recorder.delegate.closeReasons == [])
+        h.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+        #expect(h.recorder.delegate.closeReasons == [.slowConsumer])
+        #expect(!h.channel.isActive)
+    }
+
+    @Test func aClientThatCatchesUpIsKept() throws {
+        let h = try Harness(encodeFrames: true)
+        try h.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        h.channel.isWritable = false
+        h.channel.pipeline.fireChannelWritabilityChanged()
+        h.channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        h.channel.isWritable = true
+        h.channel.pipeline.fireChannelWritabilityChanged()
+        h.channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        #expect(h.channel.isActive)
+        #expect(h.recorder.delegate.closeReasons == [])
     }
 }

@@ -40,7 +40,7 @@ from cluster import (BROADCAST_CHANNEL, MODES, REQUEST_CHANNEL, Cluster, RedisSp
 from conftest import swift_binary  # noqa: E402
 
 # Benchmarks send far more than a browser: lift the per-socket event rate limit.
-NODE_ARGS = ["--event-rate", "1000000", "--event-burst", "1000000", "--log-level", "warning"]
+NODE_ARGS = ["--event-rate", "1000000", "--event-burst", "1000000", "--address-event-rate", "0", "--log-level", "warning"]
 
 
 class BenchClient:

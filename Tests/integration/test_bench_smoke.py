@@ -15,8 +15,8 @@ def test_signal_bench_smoke_loses_nothing(cluster_factory):
     bench = swift_binary().parent / "signal-bench"
     if not bench.exists():
         pytest.fail(f"signal-bench not found next to signal-node ({bench})", pytrace=False)
-    cl = cluster_factory("per-room", n=2, node_args={0: ["--event-rate", 100000, "--event-burst", 100000],
-                                                    1: ["--event-rate", 100000, "--event-burst", 100000]})
+    cl = cluster_factory("per-room", n=2, node_args={0: ["--event-rate", 100000, "--event-burst", 100000, "--address-event-rate", 0],
+                                                    1: ["--event-rate", 100000, "--event-burst", 100000, "--address-event-rate", 0]})
     cmd = [str(bench), "--phases", "connect,broadcast,signal", "--clients", "40", "--rate", "200",
            "--duration", "2", "--signal-rate", "20", "--fail-on-loss"]
     for node in cl:

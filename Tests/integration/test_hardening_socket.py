@@ -335,3 +335,35 @@ async def test_queued_events_keep_no_payload_and_queue_is_bounded(redis_node, ht
     assert refused > 0, "no join refused as overloaded with the queue at its bound"
     assert grown < 20_000, f"RSS grew by {grown} KB while joins waited for Redis"
     assert node.alive()
+
+
+async def test_rate_budget_per_client_address(server_factory, http):
+    """Finding 8: the budget is also per client address: three sessions from one address share
+    --address-event-rate, so opening more sessions does not multiply what one client may send."""
+    node = server_factory("--event-rate", "1000", "--event-burst", "1000",
+                          "--address-event-rate", "5", "--address-event-burst", "12")
+    room = f"addr-{uuid.uuid4().hex[:6]}"
+    raws = []
+    for i in range(3):
+        raw = await open_connected(http, node, "websocket")  # 3 CONNECTs
+        await raw.send(join_packet(room, f"a{i}"))  # 3 joins
+        raws.append(raw)
+    start = time.monotonic()
+    for raw in raws:
+        for _ in range(20):
+            await raw.send(message_packet(room, "spam"))
+    elapsed = time.monotonic() - start
+    got = 0
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        try:
+            pkt = await raws[0].recv(timeout=max(0.05, deadline - time.monotonic()), skip_pings=True)
+        except (AssertionError, asyncio.TimeoutError, TimeoutError):
+            break
+        if pkt.startswith("42") and sio_event(pkt)[0] == "message":
+            got += 1
+    allowed = 12 + 5 * (elapsed + 2)
+    assert got <= allowed, f"{got} of 60 messages delivered from one address, budget ~{allowed:.0f}"
+    assert got >= 1
+    for raw in raws:
+        await raw.close()

@@ -766,8 +766,10 @@ async def test_allowed_origins(server_factory):
 
 
 async def test_any_origin_without_allowed_origins(server):
+    # any origin, but never with credentials (issue 11, finding 12)
     r = requests.get(server.url + HANDSHAKE, headers={"Origin": EVIL}, timeout=TIMEOUT)
-    assert r.status_code == 200 and r.headers.get("Access-Control-Allow-Origin") == EVIL
+    assert r.status_code == 200 and r.headers.get("Access-Control-Allow-Origin") == "*"
+    assert "Access-Control-Allow-Credentials" not in r.headers
     assert await ws_upgrade_status(server, EVIL) == 101
 
 

@@ -20,6 +20,13 @@ public struct EngineConfiguration: Sendable {
     public var allowedOrigins: [String]? = nil
     /// Most sessions this node holds at once; more handshakes are refused with `forbidden`.
     public var maxSessions: Int = 100_000
+    /// Most bytes queued for one client: the long-polling outbox waiting for a GET, or a websocket's writes the
+    /// client does not read. Beyond it the session is closed as a slow consumer.
+    public var maxBufferedBytes: Int = 1_000_000
+    /// Handshakes (new sessions) per second per client address; 0 turns the limit off.
+    public var handshakeRate: Double = 20
+    /// Handshakes per client address in a burst.
+    public var handshakeBurst: Double = 200
 
     public init() {}
 

@@ -31,6 +31,14 @@ public enum EngineFrame: Sendable, Hashable {
     static let noop = packet(.noop)
     static let probePong = packet(.pong, "probe")
 
+    /// Bytes this frame takes in a long-polling payload (separator included; binary is base64 with a `b`).
+    var pollingSize: Int {
+        switch self {
+        case .text(let buffer): buffer.readableBytes + 1
+        case .binary(let buffer): (buffer.readableBytes + 2) / 3 * 4 + 2
+        }
+    }
+
     /// The packet type of a text frame.
     var type: PacketType? {
         guard case .text(let buffer) = self, let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self)
@@ -45,12 +53,7 @@ enum PollingPayload {
 
     static func encode(_ frames: [EngineFrame]) -> ByteBuffer {
         var size = 0
-        for frame in frames {
-            switch frame {
-            case .text(let b): size += b.readableBytes + 1
-            case .binary(let b): size += (b.readableBytes + 2) / 3 * 4 + 2
-            }
-        }
+        for frame in frames { size += frame.pollingSize }
         var out = ByteBuffer()
         out.reserveCapacity(size)
         var first = true

@@ -36,12 +36,18 @@ public final class EngineServer: Sendable {
     }
 
     /// Creates a session on `eventLoop` (the caller's). Nil when the node holds its maximum of sessions.
-    func openSession(transport: EngineSession.Transport, on eventLoop: any EventLoop, token: String? = nil) -> EngineSession? {
+    func openSession(
+        transport: EngineSession.Transport,
+        on eventLoop: any EventLoop,
+        token: String? = nil,
+        clientAddress: IPAddress? = nil
+    ) -> EngineSession? {
         let session = EngineSession(
             sid: IDGenerator.next(),
             transport: transport,
             eventLoop: eventLoop,
-            configuration: configuration
+            configuration: configuration,
+            clientAddress: clientAddress
         )
         session.handshakeToken = token
         let bound = NIOLoopBound(session, eventLoop: eventLoop)
@@ -56,6 +62,7 @@ public final class EngineServer: Sendable {
             guard let self else { return }
             _ = self.sessions.withLock { $0.removeValue(forKey: session.sid) }
             self.metrics.transport(.closed(polling: session.isPolling))
+            if session.closeReason == .slowConsumer { self.metrics.slowConsumer(polling: session.isPolling) }
         }
         session.onUpgrade = { [weak self] _ in self?.metrics.transport(.upgraded) }
         attach(session)

@@ -15,6 +15,8 @@ public final class EngineSession {
         case parseError = "parse error"
         case forcedClose = "forced close"
         case serverShutdown = "server shutting down"
+        /// More than `maxBufferedBytes` queued for a client that does not read.
+        case slowConsumer = "slow consumer"
     }
 
     public enum Transport {
@@ -29,6 +31,10 @@ public final class EngineSession {
     }
 
     public let sid: String
+    /// The client's address as this node sees it (the TCP peer, or what a trusted proxy says), canonical text.
+    public let clientAddress: String?
+    /// The key for per-client limits: the address, or its /64 for IPv6 (`IPAddress.clientKey`).
+    public let clientKey: String?
     public let eventLoop: any EventLoop
     public let configuration: EngineConfiguration
     /// The layer above; held strongly until the session closes (the session is what keeps it alive).
@@ -46,21 +52,37 @@ public final class EngineSession {
     public private(set) var closeReason: CloseReason?
     private var upgrade: Upgrade = .none
     private var outbox: [EngineFrame] = []
+    /// What the outbox would take on the wire.
+    private var outboxBytes = 0
     private var heldPoll: (any PollingResponder)?
     private var flushScheduled = false
     private var pingTask: Scheduled<Void>?
     private var pongDeadline: Scheduled<Void>?
 
+    /// Where the last ping is: a pong is accepted only once the ping has reached a transport.
+    private enum Ping {
+        case none
+        /// In the polling outbox, not yet fetched by a GET.
+        case queued
+        /// Written to the client.
+        case sent
+    }
+
+    private var ping = Ping.none
+
     public init(
         sid: String,
         transport: Transport,
         eventLoop: any EventLoop,
-        configuration: EngineConfiguration
+        configuration: EngineConfiguration,
+        clientAddress: IPAddress? = nil
     ) {
         self.sid = sid
         self.transport = transport
         self.eventLoop = eventLoop
         self.configuration = configuration
+        self.clientAddress = clientAddress?.description
+        self.clientKey = clientAddress?.clientKey
     }
 
     public var isPolling: Bool {
@@ -94,6 +116,11 @@ public final class EngineSession {
             ws.write(frames)
         case .polling:
             outbox.append(contentsOf: frames)
+            for frame in frames { outboxBytes += frame.pollingSize }
+            guard outboxBytes <= configuration.maxBufferedBytes else {
+                // The client does not fetch what it is sent: drop it rather than hold its backlog.
+                return close(reason: .slowConsumer)
+            }
             scheduleFlush()
         }
     }
@@ -115,6 +142,8 @@ public final class EngineSession {
         heldPoll = nil
         let frames = outbox
         outbox.removeAll(keepingCapacity: true)
+        outboxBytes = 0
+        if ping == .queued { ping = .sent }
         poll.respond(PollingPayload.encode(frames))
     }
 
@@ -236,8 +265,17 @@ public final class EngineSession {
         if !outbox.isEmpty {
             let frames = outbox
             outbox.removeAll()
+            outboxBytes = 0
+            if ping == .queued { ping = .sent }
             ws.write(frames)
         }
+    }
+
+    /// A websocket's client does not read: its writes went over `maxBufferedBytes` (the channel is being closed).
+    public func webSocketBackedUp(_ ws: any WebSocketConnection) {
+        eventLoop.preconditionInEventLoop()
+        if case .probing(let probe, _, _) = upgrade, probe === ws { return abortUpgrade() }
+        if case .websocket(let current) = transport, current === ws { close(reason: .slowConsumer) }
     }
 
     /// A websocket closed (by the client, or on error).
@@ -267,10 +305,16 @@ public final class EngineSession {
             case .message:
                 delegate?.engineSession(self, didReceiveText: buffer)
             case .pong:
+                // Only the answer to a ping the client has received counts: a client that never fetches its
+                // packets cannot keep the session alive with blind pongs. Others are ignored.
+                guard ping == .sent else { return }
+                ping = .none
                 pongDeadline?.cancel()
                 pongDeadline = nil
                 schedulePing()
             case .close:
+                // As engine.io: a GET waiting on the session gets a noop, so the client's poll loop ends cleanly.
+                if isPolling { releaseHeldPollWithNoop() }
                 close(reason: .transportClose)
             case .noop:
                 break
@@ -287,6 +331,7 @@ public final class EngineSession {
         pingTask?.cancel()
         pingTask = eventLoop.scheduleTask(in: configuration.pingInterval) { [weak self] in
             guard let self, !self.isClosed else { return }
+            self.ping = self.isPolling ? .queued : .sent
             self.send(.ping)
             self.pongDeadline = self.eventLoop.scheduleTask(in: self.configuration.pingTimeout) { [weak self] in
                 guard let self else { return }
@@ -321,12 +366,15 @@ public final class EngineSession {
                 heldPoll = nil
                 if reason == .serverShutdown {
                     poll.abort()
+                } else if reason == .slowConsumer {
+                    poll.respond(PollingPayload.encode([.close]))
                 } else {
                     poll.respond(PollingPayload.encode(outbox + [.close]))
                 }
             }
         }
         outbox.removeAll()
+        outboxBytes = 0
         onClose?(self)
         onClose = nil
         let delegate = self.delegate

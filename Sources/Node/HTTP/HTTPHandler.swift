@@ -41,15 +41,18 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let server: ServerContext
     private let upgrader: NIOWebSocketServerUpgrader
+    /// Knows the client's address and times the connection; told of each request and response.
+    private let connectionGuard: ConnectionGuardHandler
     private var state = State.idle
     /// Set while a request of this connection is offered to a re-inserted upgrade handler.
     private var offeredUpgrade = false
     /// The session whose GET this connection holds, told when the connection goes away.
     private var heldSession: NIOLoopBound<EngineSession>?
 
-    init(server: ServerContext, upgrader: NIOWebSocketServerUpgrader) {
+    init(server: ServerContext, upgrader: NIOWebSocketServerUpgrader, connectionGuard: ConnectionGuardHandler) {
         self.server = server
         self.upgrader = upgrader
+        self.connectionGuard = connectionGuard
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -90,6 +93,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             state = .idle
+            connectionGuard.requestReceived()
             route(context: context, head: head, body: body)
         }
     }
@@ -130,7 +134,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/healthz":
             respond(context: context, head: head, status: .ok, text: "ok\n")
         case "/metrics":
-            guard let text = server.metricsText() else {
+            guard server.servesMetrics, let text = server.metricsText() else {
                 return respond(context: context, head: head, status: .notFound, text: "metrics are off\n")
             }
             respond(context: context, head: head, status: .ok, text: text, contentType: "text/plain; version=0.0.4; charset=utf-8")
@@ -174,10 +178,27 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard query.eio == "4" else { return engineError(context: context, head: head, .unsupportedProtocolVersion) }
         // Draining, or at the session limit (a websocket handshake refused for it lands here too).
         guard !server.draining.load(ordering: .relaxed), server.engine.hasCapacity else {
+            if !server.engine.hasCapacity { server.metrics.refused(.sessions) }
             return engineError(context: context, head: head, .forbidden)
         }
-        guard transport == "polling" else { return engineError(context: context, head: head, .badRequest) }
-        guard let session = server.engine.openSession(transport: .polling, on: context.eventLoop, token: query.token.map(String.init)) else {
+        guard transport == "polling" else {
+            // A websocket handshake the upgrade check turned down.
+            if connectionGuard.refusedHandshake != nil {
+                connectionGuard.refusedHandshake = nil
+                return tooManyHandshakes(context: context, head: head)
+            }
+            return engineError(context: context, head: head, .badRequest)
+        }
+        let client = connectionGuard.clientAddress(for: head)
+        guard server.admitHandshake(from: client) else { return tooManyHandshakes(context: context, head: head) }
+        guard
+            let session = server.engine.openSession(
+                transport: .polling,
+                on: context.eventLoop,
+                token: query.token.map(String.init),
+                clientAddress: client
+            )
+        else {
             return engineError(context: context, head: head, .forbidden)
         }
         var payload = ByteBuffer()
@@ -212,16 +233,16 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     break
                 case .overlappingPoll?:
                     // An empty 400, as the reference answers.
-                    Self.write(on: channel, status: .badRequest, headers: headers, contentType: nil, body: nil, keepAlive: keepAlive)
+                    Self.write(on: channel, status: .badRequest, headers: headers, contentType: nil, body: nil, keepAlive: false)
                 case .transportMismatch?, .invalidPayload?:
                     // A poll for a session that moved to its websocket.
-                    Self.writeEngineError(.badRequest, on: channel, headers: headers, keepAlive: keepAlive)
+                    Self.writeEngineError(.badRequest, on: channel, headers: headers)
                 }
             }
         case .POST:
             Self.onSessionLoop(bound) { session in
                 if session.postArrived(body) != nil {
-                    Self.writeEngineError(.badRequest, on: channel, headers: headers, keepAlive: keepAlive)
+                    Self.writeEngineError(.badRequest, on: channel, headers: headers)
                 } else {
                     Self.write(
                         on: channel,
@@ -251,14 +272,30 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: writing
 
+    /// An Engine.IO error, and the connection closes: after a refused or malformed request the client's next
+    /// bytes are not worth reading on this connection (and a flood of them costs a new connection each).
     private func engineError(context: ChannelHandlerContext, head: HTTPRequestHead, _ error: EngineError) {
-        respond(
-            context: context,
-            head: head,
+        Self.write(
+            on: context.channel,
             status: HTTPResponseStatus(statusCode: error.httpStatus),
             headers: server.cors.headers(for: head),
             contentType: "application/json",
-            body: ByteBuffer(string: error.json)
+            body: head.method == .HEAD ? nil : ByteBuffer(string: error.json),
+            keepAlive: false
+        )
+    }
+
+    /// 429 for a client address over its handshake budget; the connection closes.
+    private func tooManyHandshakes(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        var headers = server.cors.headers(for: head)
+        headers.add(name: "Retry-After", value: "1")
+        Self.write(
+            on: context.channel,
+            status: .tooManyRequests,
+            headers: headers,
+            contentType: "application/json",
+            body: ByteBuffer(string: "{\"code\":4,\"message\":\"Too many handshakes\"}"),
+            keepAlive: false
         )
     }
 
@@ -283,14 +320,15 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         Self.write(on: context.channel, status: status, headers: headers, contentType: contentType, body: head.method == .HEAD ? nil : body, keepAlive: head.isKeepAlive)
     }
 
-    static func writeEngineError(_ error: EngineError, on channel: any Channel, headers: HTTPHeaders, keepAlive: Bool) {
+    /// An Engine.IO error on a polling request; the connection closes (see `engineError`).
+    static func writeEngineError(_ error: EngineError, on channel: any Channel, headers: HTTPHeaders) {
         write(
             on: channel,
             status: HTTPResponseStatus(statusCode: error.httpStatus),
             headers: headers,
             contentType: "application/json",
             body: ByteBuffer(string: error.json),
-            keepAlive: keepAlive
+            keepAlive: false
         )
     }
 
@@ -314,7 +352,10 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
             }
             let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
-            if !keepAlive {
+            if keepAlive {
+                // The connection is idle again unless another request is in flight.
+                try? channel.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self).responseFinished()
+            } else {
                 done.whenComplete { _ in channel.close(promise: nil) }
             }
         }

@@ -15,12 +15,17 @@ enum HTTPPipeline {
         upgrader: NIOWebSocketServerUpgrader
     ) throws {
         let pipeline = channel.pipeline.syncOperations
+        let connectionGuard = ConnectionGuardHandler(
+            configuration: context.connections,
+            limiter: context.connectionLimiter,
+            metrics: context.metrics
+        )
         let encoder = HTTPResponseEncoder()
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
         let pipelining = HTTPServerPipelineHandler()
         let errors = HTTPServerProtocolErrorHandler()
-        let handler = HTTPHandler(server: context, upgrader: upgrader)
-        try pipeline.addHandlers([encoder, decoder, pipelining, errors])
+        let handler = HTTPHandler(server: context, upgrader: upgrader, connectionGuard: connectionGuard)
+        try pipeline.addHandlers([connectionGuard, encoder, decoder, pipelining, errors])
         try pipeline.addHandler(makeUpgradeHandler(upgrader: upgrader, encoder: encoder, httpHandlers: [decoder, pipelining, errors], handler: handler))
         try pipeline.addHandler(handler)
     }

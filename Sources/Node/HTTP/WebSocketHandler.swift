@@ -50,24 +50,44 @@ final class ChannelWebSocketConnection: WebSocketConnection {
 
 /// Websocket frames of one connection, to and from its Engine.IO session: a new session (no sid in the
 /// request) or the upgrade probe of a polling session.
-final class EngineWebSocketHandler: ChannelInboundHandler {
+///
+/// It also watches what the client does not read (finding 7). The channel's high water mark is a quarter of
+/// `maxBufferedBytes`: a client that stays above it for `slowConsumerGrace`, or whose backlog passes
+/// `maxBufferedBytes` at any time, is a slow consumer: its session closes and the connection is dropped with its
+/// backlog (a close frame would only queue behind it). A reading client's bursts are absorbed meanwhile.
+final class EngineWebSocketHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
+
+    /// How long a client may stay above the high water mark.
+    static let slowConsumerGrace: TimeAmount = .seconds(2)
+
+    /// The water marks for a `maxBufferedBytes` cap.
+    static func waterMark(maxBufferedBytes: Int) -> ChannelOptions.Types.WriteBufferWaterMark {
+        let high = max(maxBufferedBytes / 4, 1024)
+        return .init(low: high / 2, high: high)
+    }
 
     private let engine: EngineServer
     private let sid: String?
     private let token: String?
     private let maxPayload: Int
+    private let clientAddress: IPAddress?
+    private let maxBufferedBytes: Int
+    private var slowConsumerTimer: Scheduled<Void>?
     /// A message arriving in fragments: its opcode, the bytes so far and the number of frames.
     private var fragments: (opcode: WebSocketOpcode, data: ByteBuffer, frames: Int)?
     private var connection: ChannelWebSocketConnection?
     private var session: NIOLoopBound<EngineSession>?
 
-    init(engine: EngineServer, sid: String?, token: String?, maxPayload: Int) {
+    init(engine: EngineServer, sid: String?, token: String?, maxPayload: Int, clientAddress: IPAddress? = nil) {
         self.engine = engine
         self.sid = sid
         self.token = token
         self.maxPayload = maxPayload
+        self.clientAddress = clientAddress
+        self.maxBufferedBytes = engine.configuration.maxBufferedBytes
     }
 
     /// Most fragments one message may come in.
@@ -85,7 +105,14 @@ final class EngineWebSocketHandler: ChannelInboundHandler {
             let attach = { if !bound.value.webSocketConnected(connection) { connection.close() } }
             if bound.eventLoop.inEventLoop { attach() } else { bound.eventLoop.execute(attach) }
         } else {
-            guard let session = engine.openSession(transport: .websocket(connection), on: context.eventLoop, token: token) else {
+            guard
+                let session = engine.openSession(
+                    transport: .websocket(connection),
+                    on: context.eventLoop,
+                    token: token,
+                    clientAddress: clientAddress
+                )
+            else {
                 connection.close()
                 return
             }
@@ -145,7 +172,49 @@ final class EngineWebSocketHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in channel.close(promise: nil) }
     }
 
+    // MARK: slow consumers
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+        guard !context.channel.isWritable,
+            let backlog = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes),
+            backlog > maxBufferedBytes
+        else { return }
+        slowConsumer(context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        context.fireChannelWritabilityChanged()
+        if context.channel.isWritable {
+            slowConsumerTimer?.cancel()
+            slowConsumerTimer = nil
+        } else if slowConsumerTimer == nil {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let context = NIOLoopBound(context, eventLoop: context.eventLoop)
+            slowConsumerTimer = context.value.eventLoop.scheduleTask(in: Self.slowConsumerGrace) {
+                handler.value.slowConsumerTimer = nil
+                guard !context.value.channel.isWritable else { return }
+                handler.value.slowConsumer(context.value)
+            }
+        }
+    }
+
+    private func slowConsumer(_ context: ChannelHandlerContext) {
+        slowConsumerTimer?.cancel()
+        slowConsumerTimer = nil
+        if let bound = session, let connection {
+            if bound.eventLoop.inEventLoop {
+                bound.value.webSocketBackedUp(connection)
+            } else {
+                bound.eventLoop.execute { bound.value.webSocketBackedUp(connection) }
+            }
+        }
+        context.close(promise: nil)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        slowConsumerTimer?.cancel()
+        slowConsumerTimer = nil
         if let bound = session, let connection {
             session = nil
             bound.eventLoop.execute { bound.value.webSocketClosed(connection) }

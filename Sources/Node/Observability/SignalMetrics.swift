@@ -21,6 +21,11 @@ public final class SignalMetrics: Sendable {
     let connectionsOpened = Counter(label: "signal_connections_opened_total")
     let pollingConnections = Gauge(label: "signal_connections", dimensions: [("transport", "polling")])
     let webSocketConnections = Gauge(label: "signal_connections", dimensions: [("transport", "websocket")])
+    let slowPollingConsumers = Counter(label: "signal_slow_consumers_total", dimensions: [("transport", "polling")])
+    let slowWebSocketConsumers = Counter(label: "signal_slow_consumers_total", dimensions: [("transport", "websocket")])
+    private let refusals: [Refusal: Counter] = Dictionary(
+        uniqueKeysWithValues: Refusal.allCases.map { ($0, Counter(label: "signal_refused_total", dimensions: [("reason", $0.rawValue)])) }
+    )
     private let polling = Atomic<Int>(0)
     private let webSocket = Atomic<Int>(0)
 
@@ -54,6 +59,25 @@ public final class SignalMetrics: Sendable {
             return counter
         }
         counter.increment()
+    }
+
+    /// A session closed because its client did not read what it was sent.
+    func slowConsumer(polling: Bool) {
+        (polling ? slowPollingConsumers : slowWebSocketConsumers).increment()
+    }
+
+    /// Connections and handshakes turned away by a limit.
+    enum Refusal: String, CaseIterable {
+        case handshakeRate = "handshake_rate"
+        case sessions
+        case tcpConnections = "tcp_connections"
+        case tcpConnectionsPerAddress = "tcp_connections_per_address"
+        case proxyProtocol = "proxy_protocol"
+        case httpTimeout = "http_timeout"
+    }
+
+    func refused(_ reason: Refusal) {
+        refusals[reason]?.increment()
     }
 
     enum TransportChange { case opened(polling: Bool), upgraded, closed(polling: Bool) }

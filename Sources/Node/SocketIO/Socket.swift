@@ -191,3 +191,7 @@ extension EventBudget: Sendable {}
 public protocol AddressBudget: Sendable {
     func take(_ address: String) -> Bool
 }
+
+extension AddressRateLimiter: AddressBudget {
+    public func take(_ address: String) -> Bool { allow(address) }
+}

@@ -19,6 +19,10 @@ public struct SocketIOLimits: Sendable {
     /// Events (CONNECT included) per second per session, and the burst: the session's `EventBudget`.
     public var eventsPerSecond = 50.0
     public var eventBurst = 100.0
+    /// Events (CONNECT included) per second of all the sessions of one client address, and the burst; 0 = no
+    /// per-address budget. Sized for a NAT with many users, it stops one address that opens many sessions.
+    public var addressEventsPerSecond = 2_000.0
+    public var addressEventBurst = 4_000.0
 
     public init() {}
 }
@@ -67,12 +71,12 @@ final class SocketIOConnection: EngineSessionDelegate {
         self.sid = session.sid
         self.eventLoop = session.eventLoop
         self.handshakeToken = session.handshakeToken
-        self.clientAddress = nil
+        self.clientAddress = session.clientAddress
         self.limits = limits
         self.budget = EventBudget(
             rate: limits.eventsPerSecond,
             burst: limits.eventBurst,
-            address: nil
+            address: addressBudget.flatMap { limiter in session.clientKey.map { (limiter, $0) } }
         )
         self.namespaces = namespaces
         self.baseLogger = logger
