@@ -209,7 +209,8 @@ if [ "$skip_node" = 0 ]; then
     mkdir -p "$ctx/deploy/prebuilt"
     cp "$REPO/deploy/Dockerfile" "$ctx/Dockerfile"
     cp "$bin" "$ctx/deploy/prebuilt/signal-node"
-    strip --strip-unneeded "$ctx/deploy/prebuilt/signal-node" 2>/dev/null || true
+    # As the `build` stage: without the symbol table and debug information (121 MB -> 72 MB)
+    strip --strip-unneeded "$ctx/deploy/prebuilt/signal-node"
     found=0
     for bundle in "$bindir"/*.resources; do
         [ -e "$bundle" ] || continue
@@ -229,7 +230,8 @@ if [ "$skip_node" = 0 ]; then
     else
         log "$NODE_IMAGE: deploy/Dockerfile --target prebuilt, runtime $RUNTIME_BASE"
         $SUDO docker build -q -f "$ctx/Dockerfile" --target prebuilt --build-arg "RUNTIME_IMAGE=$RUNTIME_BASE" \
-            --label "$LABEL=$recipe" -t "$NODE_IMAGE" "$ctx" >/dev/null
+            --label "$LABEL=$recipe" -t "$NODE_IMAGE" "$ctx" >"$WORK/build.log" 2>&1 \
+            || { cat "$WORK/build.log" >&2; exit 1; }
     fi
 fi
 
