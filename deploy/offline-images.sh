@@ -76,6 +76,7 @@ fi
 missing=()
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+command -v eatmydata >/dev/null || missing+=(eatmydata)  # unpacking without fsync: 30 s a base instead of 3 min
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -239,4 +240,5 @@ for image in "$RUNTIME_BASE" "$REDIS_IMAGE" "$HAPROXY_IMAGE" "$NODE_IMAGE"; do
     size="$(docker image inspect -f '{{.Size}}' "$image" 2>/dev/null || true)"
     [ -n "$size" ] && log "$(awk -v i="$image" -v s="$size" 'BEGIN { printf "%-40s %6.1f MB", i, s / 1e6 }')"
 done
+log "done in $SECONDS s"
 print_env
