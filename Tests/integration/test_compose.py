@@ -130,10 +130,15 @@ class Compose:
                    timeout=timeout, check=check)
 
     def container(self, service):
-        return f"{self.project}_{service}_1"
+        """The container id (names differ between docker-compose v1 and v2), or None."""
+        ids = self.dc("ps", "-a", "-q", service, check=False).stdout.split()
+        return ids[0] if ids else None
 
     def inspect(self, service):
-        result = run(["docker", "inspect", self.container(service)], check=False)
+        container = self.container(service)
+        if container is None:
+            return None
+        result = run(["docker", "inspect", container], check=False)
         return json.loads(result.stdout)[0] if result.returncode == 0 else None
 
     def leftovers(self):
