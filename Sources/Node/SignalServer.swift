@@ -175,7 +175,7 @@ public final class SignalServer: Sendable {
                 }
             }
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // Idle connections are most connections: start reads at 512 bytes, not NIO's 2 KB (about 1.5 KB of
             // RSS per idle websocket); the allocator still grows to 64 KB for busy ones.

@@ -344,7 +344,7 @@ final class SIOClient: ChannelInboundHandler, @unchecked Sendable {
         }
         promise.futureResult.whenComplete { _ in timeout.cancel() }
         ClientBootstrap(group: lc.loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(config.connectTimeout)
             .channelInitializer { [self] channel in
                 do {

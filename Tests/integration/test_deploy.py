@@ -126,8 +126,12 @@ def test_dockerfile_static():
     froms = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I)
     args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M))
     images = [args.get(f.strip("${}"), f) for f, _ in froms]
-    assert len(images) == 2 and re.fullmatch(r"swift:6\.\d+-bookworm", images[0]), images
-    assert images[1] == "debian:bookworm-slim"
+    # runtime (the base), prebuilt (runtime + a host-built binary), build (Swift), and the default: runtime + build
+    stages = [name for _, name in froms]
+    assert images == ["debian:bookworm-slim", "runtime", images[2], "runtime"], images
+    assert re.fullmatch(r"swift:6\.\d+-bookworm", images[2]), images
+    assert stages[:3] == ["runtime", "prebuilt", "build"] and stages[3] == "", stages
+    assert "COPY --from=build /out/ /usr/local/bin/" in text and "COPY deploy/prebuilt/ /usr/local/bin/" in text
     assert "swift build -c release --product signal-node" in text
     assert "libhiredis0.14" in text
     assert "*.resources" in text  # SwiftPM resource bundles (the demo page) next to the binary
