@@ -7,6 +7,7 @@
 #   SIGNAL_FUZZ_RUNS=N     stop each target after N executions instead (SECONDS then is a time cap; 0 = none)
 #   SIGNAL_FUZZ_BUILD=0    skip the build (reuse .build-fuzz)
 #   SIGNAL_FUZZ_LOG=DIR    where the per-target logs go (default .build-fuzz/logs)
+#   SIGNAL_FUZZ_BIN=PATH   run this fuzz binary (a copy, for a long run while the build changes)
 #
 # Each target starts from its seed corpus Tests/Fuzz/corpus/<target> (read only) plus a working corpus in
 # .build-fuzz/corpus/<target> that grows across runs. A crash leaves its input in .build-fuzz/artifacts; replay it
@@ -40,7 +41,7 @@ if [ "${SIGNAL_FUZZ_BUILD:-1}" != 0 ]; then
     nice swift build "${BUILD_FLAGS[@]}" 2>&1 | { grep -E 'error|Compiling signal-fuzz|Build' || true; }
     echo "== build took $(( $(date +%s) - start )) s"
 fi
-BIN="$(swift build "${BUILD_FLAGS[@]}" --show-bin-path)/signal-fuzz"
+BIN="${SIGNAL_FUZZ_BIN:-$(swift build "${BUILD_FLAGS[@]}" --show-bin-path)/signal-fuzz}"
 [ -x "$BIN" ] || { echo "fuzz.sh: $BIN was not built" >&2; exit 2; }
 
 if [ $# -gt 0 ]; then

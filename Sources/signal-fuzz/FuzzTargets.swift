@@ -61,6 +61,9 @@ enum FuzzTargets {
     @Sendable static func socketIO(_ data: UnsafeRawBufferPointer) {
         guard let packet = try? SocketIOPacket.decode(ByteBuffer(bytes: data)) else { return }
         let first = reencode(packet)
+        // A number payload right after an ack id (`3` `1` `2` → `312`) cannot be told apart from more id digits, in
+        // socket.io-parser too: such packets do not round-trip (the server never re-sends a client's packet).
+        if case .number? = packet.data { return }
         guard let again = try? SocketIOPacket.decode(first) else {
             return require(false, "re-encoded packet does not decode: \(String(buffer: first))")
         }
