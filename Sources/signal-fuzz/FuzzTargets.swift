@@ -126,6 +126,8 @@ enum FuzzTargets {
             try? channel.embeddedEventLoop.syncShutdownGracefully()
         }
         do {
+            // Active, as after the upgrade (closing it makes it inactive, which ends the run).
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 4000)).wait()
             try channel.pipeline.syncOperations.addHandler(engine.makeWebSocketHandler(maxPayload: 300))
         } catch {
             return require(false, "adding the websocket handler failed: \(error)")
