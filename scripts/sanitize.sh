@@ -15,7 +15,10 @@ SANITIZERS=("$@")
 export SWIFT_BACKTRACE=enable=no
 # LeakSanitizer is off: the Swift runtime and NIO keep process-lifetime caches that it reports as leaks.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:abort_on_error=1}"
-export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+# TSan reports go to the log and are sorted afterwards by scripts/tsan-triage.py: Swift's Synchronization.Mutex
+# is invisible to TSan on Linux (its futex lock is in an uninstrumented library), so accesses ordered by
+# Mutex.withLock are reported as races now and then. Any other report fails the pass.
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=0:exitcode=0:second_deadlock_stack=1}"
 
 status=0
 for sanitizer in "${SANITIZERS[@]}"; do
@@ -30,7 +33,8 @@ for sanitizer in "${SANITIZERS[@]}"; do
         | { grep -E 'error:|Build' || true; }
     built=$(date +%s)
     echo "== swift test --sanitize=$sanitizer (build took $(( built - start )) s)"
-    if swift test --skip-build --sanitize="$sanitizer" --scratch-path "$scratch" >"$scratch/test.log" 2>&1; then
+    if swift test --skip-build --sanitize="$sanitizer" --scratch-path "$scratch" >"$scratch/test.log" 2>&1 \
+        && { [ "$sanitizer" != thread ] || python3 scripts/tsan-triage.py "$scratch/test.log"; }; then
         echo "== $sanitizer: tests passed, no report ($(( $(date +%s) - built )) s)"
     else
         status=1
