@@ -10,6 +10,11 @@ package final class HiredisReader {
     private let reader: UnsafeMutablePointer<redisReader>
     private let allocator: ByteBufferAllocator
 
+    /// Most elements one array reply may announce (hiredis allocates the element pointers when it reads the
+    /// header, so a 13-byte `*2147483647` would cost 16 GB). The largest legitimate reply (a presence HGETALL)
+    /// is far smaller.
+    package static let maximumArrayElements = Int(CHIREDIS_MAX_ARRAY_ELEMENTS)
+
     package init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         guard let reader = chiredis_reader_create() else {
             fatalError("hiredis: out of memory creating a reader")
