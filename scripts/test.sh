@@ -29,8 +29,9 @@ echo "== swift test"
 swift test --skip-build
 
 echo "== fuzz corpora replayed (plain build)"
-for target in $("$(swift build --show-bin-path)/signal-fuzz" --list | cut -f1); do
-    "$(swift build --show-bin-path)/signal-fuzz" "$target" "Tests/Fuzz/corpus/$target"
+fuzz_replay="$(swift build --show-bin-path)/signal-fuzz"
+for target in $("$fuzz_replay" --list | cut -f1); do
+    "$fuzz_replay" "$target" "Tests/Fuzz/corpus/$target"
 done
 
 echo "== python-socketio integration tests"

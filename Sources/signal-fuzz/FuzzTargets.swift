@@ -32,11 +32,16 @@ enum FuzzTargets {
         FuzzTarget(name: "resp", summary: "HiredisReader (RESP replies from Redis, split at arbitrary points)", run: resp),
         FuzzTarget(name: "redisurl", summary: "RedisConfiguration(url:) (--redis-url)", run: redisURL),
         FuzzTarget(name: "jwt", summary: "JWTVerifier.verify (raw tokens, and validly signed tokens with fuzzed claims)", run: jwt),
-        // PROXY protocol (v1 text and v2 binary headers from the load balancer): the lead adds the target here once
-        // the parser is merged, as
-        //   FuzzTarget(name: "proxy", summary: "PROXY protocol v1/v2 header parser", run: proxyProtocol),
-        // with `proxyProtocol` feeding the bytes to the parser (all at once, then split at the first byte's offset)
-        // and a seed corpus in Tests/Fuzz/corpus/proxy (v1 TCP4/TCP6/UNKNOWN lines, v2 LOCAL/PROXY headers).
+        // PROXY protocol (v1 text and v2 binary headers from the load balancer): add the target here once
+        // ProxyProtocol (Sources/Node/HTTP/ProxyProtocol.swift) is merged; its seeds are already in
+        // Tests/Fuzz/corpus/proxy (make_seeds.py):
+        //   FuzzTarget(name: "proxy", summary: "ProxyProtocol.parse (PROXY v1/v2 headers)", run: proxyProtocol),
+        // and below:
+        //   @Sendable static func proxyProtocol(_ data: UnsafeRawBufferPointer) {
+        //       _ = ProxyProtocol.parse(data)
+        //       // The header arrives in pieces: parse each prefix, as the connection's first reads would.
+        //       for end in stride(from: 0, to: data.count, by: 7) { _ = ProxyProtocol.parse(data[..<end]) }
+        //   }
     ]
 
     static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

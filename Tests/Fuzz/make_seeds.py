@@ -67,7 +67,8 @@ for path in sorted(glob.glob(os.path.join(FIXTURES, "engineio", "*.json"))):
 for text in ["0", "0/admin,", '0{"token":"x"}', "1", "1/admin,", '2["message",{"a":1}]', '2/admin,17["e"]',
              "31[]", '3/admin,2["x",{"y":null}]', '4{"message":"nope"}',
              '51-["send-offer",{"_placeholder":true,"num":0}]', '61-3[{"_placeholder":true,"num":0}]',
-             '510-["x"]', "5-[]", '2999999999999999["x"]', '2[1,2]', '0/a,{"b":[1.5e300,-0,1e-7]}']:
+             '510-["x"]', "5-[]", '2999999999999999["x"]', '2[1,2]', '0/a,{"b":[1.5e300,-0,1e-7]}',
+             "40\r2", "40\r2" + "4" * 23]:  # ack id then a number: ambiguous, found by the fuzzer
     add("socketio", text)
 for text in ['{"a":[1,2.5,-3e-7,true,false,null],"b":{"c":"\\u00e9\\ud83d\\ude00\\n"}}', "[]", "{}", '""', "0",
              "-0", "1e400", "-1e-400", "123456789012345678901234567890", "0.1", "1E+2", '"\\ud800"', '"\\udc00x"',
@@ -124,6 +125,7 @@ for chunk, text in [(31, b"+OK\r\n"), (0, b"-ERR unknown command\r\n"), (1, b":4
                     (7, b"*5\r\n+OK\r\n-ERR no\r\n:7\r\n$3\r\nabc\r\n*1\r\n$0\r\n\r\n"),
                     (4, b"*3\r\n" + bulk(b"subscribe") + bulk(b"socket.io#/#") + b":1\r\n"),
                     (9, b"*4\r\n" + bulk(b"pmessage") + bulk(b"socket.io#/#*") + bulk(b"socket.io#/#room#") + bulk(b"\x93\xa1x\x80\x80")),
+                    (0, b"*2147483647\r\n"), (5, b"*1\r\n*100000000\r\n"),  # found by the fuzzer: 16 GB calloc
                     (31, b"?what\r\n"), (31, b"$abc\r\n"), (31, b":12x\r\n"), (31, b"*x\r\n"), (0, b"$5\r\nab")]:
     add("resp", bytes([chunk]) + text)
 
@@ -167,6 +169,19 @@ for header in [b'{"alg":"none"}', b'{"alg":"RS256"}', b'{"alg":"HS256","alg":"no
 add("jwt", b"\x00" + b"a.b.c")
 add("jwt", b"\x00" + b"eyJhbGciOiJIUzI1NiJ9..")
 add("jwt", b"\x00" + b"....")
+
+# --- PROXY protocol (target added when the parser is merged) ------------------------------------------------------
+V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+for data in [b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET / HTTP/1.1\r\n\r\n",
+             b"PROXY TCP6 2001:db8::1 2001:db8::2 56324 443\r\n", b"PROXY UNKNOWN\r\n",
+             b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n", b"PROXY TCP4 1.2.3.4 5.6.7.8 0 65535\r\n", b"PROXY TCP4 1.2.3\r\n",
+             b"PROXY TCP4 256.1.1.1 1.1.1.1 1 1\r\n", b"PROXY " + b"A" * 120 + b"\r\n",
+             V2 + b"\x20\x00\x00\x00",  # LOCAL
+             V2 + b"\x21\x11\x00\x0c" + bytes([10, 0, 0, 1, 10, 0, 0, 2]) + b"\x1f\x90\x01\xbb",  # PROXY TCP4
+             V2 + b"\x21\x21\x00\x24" + bytes(range(32)) + b"\x1f\x90\x01\xbb",  # PROXY TCP6
+             V2 + b"\x21\x11\x00\x14" + bytes([10, 0, 0, 1, 10, 0, 0, 2]) + b"\x1f\x90\x01\xbb" + b"\x04\x00\x05hello",  # TLV
+             V2 + b"\x21\x11\xff\xff", V2 + b"\x21\x31\x00\xd8" + b"/tmp/a".ljust(108, b"\x00") * 2]:
+    add("proxy", data)
 
 # --- write ---------------------------------------------------------------------------------------------------------
 targets = sys.argv[1:] or sorted(corpora)
