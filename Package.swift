@@ -86,6 +86,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Fuzz targets of the decoders that see network bytes. A plain build is a corpus replayer; scripts/fuzz.sh
+        // builds it with libFuzzer and AddressSanitizer (see Sources/signal-fuzz/SignalFuzz.swift).
+        .executableTarget(
+            name: "signal-fuzz",
+            dependencies: [
+                "Node", "Adapter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AdapterTests",
             dependencies: [

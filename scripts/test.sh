@@ -28,5 +28,20 @@ swift build --build-tests 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\]|prohibited flag'
 echo "== swift test"
 swift test --skip-build
 
+echo "== fuzz corpora replayed (plain build)"
+fuzz_replay="$(swift build --show-bin-path)/signal-fuzz"
+for target in $("$fuzz_replay" --list | cut -f1); do
+    "$fuzz_replay" "$target" "Tests/Fuzz/corpus/$target"
+done
+
 echo "== python-socketio integration tests"
 SIGNAL_NODE_BIN="$(swift build --show-bin-path)/signal-node" python3 -m pytest -q Tests/integration "$@"
+
+# CI's extra passes (.ci/run sets SIGNAL_CI_EXTRA=1): a short libFuzzer run of every fuzz target, then the Swift
+# tests under AddressSanitizer and ThreadSanitizer. About 30 minutes on 2 cores (docs/fuzzing.md).
+if [ "${SIGNAL_CI_EXTRA:-0}" = 1 ]; then
+    echo "== fuzzing, ${SIGNAL_CI_FUZZ_SECONDS:-20} s per target"
+    ./scripts/fuzz.sh "${SIGNAL_CI_FUZZ_SECONDS:-20}"
+    echo "== sanitizers"
+    ./scripts/sanitize.sh address thread
+fi

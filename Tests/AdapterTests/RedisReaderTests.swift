@@ -154,6 +154,26 @@ struct RedisReaderTests {
         }
     }
 
+    /// Found by the `resp` fuzz target: `*2147483647\r\n` (13 bytes) made hiredis calloc 16 GB for the element
+    /// pointers before any element arrived. A header beyond the limit is now refused at once.
+    @Test(arguments: ["*100000000\r\n", "*2147483647\r\n", "*1\r\n*100000000\r\n"])
+    func refusesAnArrayHeaderBeyondTheElementLimit(_ text: String) throws {
+        let reader = HiredisReader()
+        try reader.feed(ByteBuffer(string: text))
+        #expect {
+            _ = try reader.nextReply()
+        } throws: { error in
+            guard case .protocolError(let message) = error as? RedisError else { return false }
+            return message.contains("elements")
+        }
+    }
+
+    @Test func acceptsAnArrayHeaderAtTheElementLimit() throws {
+        let reader = HiredisReader()
+        try reader.feed(ByteBuffer(string: "*\(HiredisReader.maximumArrayElements)\r\n:1\r\n"))
+        #expect(try reader.nextReply() == nil)  // waits for the other elements
+    }
+
     @Test func staysFailedAfterAProtocolError() throws {
         let reader = HiredisReader()
         try reader.feed(ByteBuffer(string: "!oops\r\n"))

@@ -6,11 +6,16 @@ import NIOCore
 /// hiredis keeps its own copy of unparsed bytes, so a reply split across reads (or many replies in one read) needs
 /// nothing from the caller but `feed` then `nextReply` until it returns `nil`. Not thread-safe: the owning
 /// ``RESPDecoder`` confines it to its channel's event loop.
-final class HiredisReader {
+package final class HiredisReader {
     private let reader: UnsafeMutablePointer<redisReader>
     private let allocator: ByteBufferAllocator
 
-    init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+    /// Most elements one array reply may announce (hiredis allocates the element pointers when it reads the
+    /// header, so a 13-byte `*2147483647` would cost 16 GB). The largest legitimate reply (a presence HGETALL)
+    /// is far smaller.
+    package static let maximumArrayElements = Int(CHIREDIS_MAX_ARRAY_ELEMENTS)
+
+    package init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         guard let reader = chiredis_reader_create() else {
             fatalError("hiredis: out of memory creating a reader")
         }
@@ -23,7 +28,7 @@ final class HiredisReader {
     }
 
     /// Hands bytes to hiredis (which copies them).
-    func feed(_ buffer: ByteBuffer) throws(RedisError) {
+    package func feed(_ buffer: ByteBuffer) throws(RedisError) {
         let status = buffer.withUnsafeReadableBytes { bytes -> Int32 in
             guard let base = bytes.baseAddress, bytes.count > 0 else { return REDIS_OK }
             return redisReaderFeed(self.reader, base.assumingMemoryBound(to: CChar.self), bytes.count)
@@ -35,7 +40,7 @@ final class HiredisReader {
 
     /// The next complete reply, or `nil` when more bytes are needed. After a thrown protocol error the reader is
     /// unusable: the connection must be closed.
-    func nextReply() throws(RedisError) -> RESPValue? {
+    package func nextReply() throws(RedisError) -> RESPValue? {
         var raw: UnsafeMutableRawPointer?
         guard redisReaderGetReply(self.reader, &raw) == REDIS_OK else {
             throw self.currentError()

@@ -1,7 +1,7 @@
 import NIOCore
 
 /// Standard base64 (with padding), as Engine.IO uses for binary packets on long-polling.
-enum Base64 {
+package enum Base64 {
     private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
     private static let urlAlphabet: [UInt8] = Array(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8
@@ -12,12 +12,12 @@ enum Base64 {
         return table
     }()
 
-    static func encode<Bytes: Collection>(_ bytes: Bytes, into out: inout ByteBuffer) where Bytes.Element == UInt8 {
+    package static func encode<Bytes: Collection>(_ bytes: Bytes, into out: inout ByteBuffer) where Bytes.Element == UInt8 {
         encode(bytes, alphabet: alphabet, padding: true, into: &out)
     }
 
     /// URL-safe alphabet without padding (ids).
-    static func encodeURLSafe<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+    package static func encodeURLSafe<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         var out = ByteBuffer()
         encode(bytes, alphabet: urlAlphabet, padding: false, into: &out)
         return String(buffer: out)
@@ -49,7 +49,7 @@ enum Base64 {
     }
 
     /// Decodes standard base64; padding optional. Nil on any invalid character.
-    static func decode<Bytes: Collection>(_ text: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
+    package static func decode<Bytes: Collection>(_ text: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
         var out: [UInt8] = []
         out.reserveCapacity(text.count / 4 * 3)
         var accumulator: UInt32 = 0

@@ -48,10 +48,10 @@ public enum EngineFrame: Sendable, Hashable {
 }
 
 /// HTTP long-polling payloads: packets joined by the record separator 0x1E, binary as `b` + base64.
-enum PollingPayload {
+package enum PollingPayload {
     static let separator: UInt8 = 0x1E
 
-    static func encode(_ frames: [EngineFrame]) -> ByteBuffer {
+    package static func encode(_ frames: [EngineFrame]) -> ByteBuffer {
         var size = 0
         for frame in frames { size += frame.pollingSize }
         var out = ByteBuffer()
@@ -70,10 +70,10 @@ enum PollingPayload {
         return out
     }
 
-    enum DecodeError: Error { case emptyPacket, invalidBase64, unknownType }
+    package enum DecodeError: Error { case emptyPacket, invalidBase64, unknownType }
 
     /// Splits a POST body into frames. Text frames keep their type digit.
-    static func decode(_ body: ByteBuffer) throws(DecodeError) -> [EngineFrame] {
+    package static func decode(_ body: ByteBuffer) throws(DecodeError) -> [EngineFrame] {
         var frames: [EngineFrame] = []
         let view = body.readableBytesView
         var start = view.startIndex
