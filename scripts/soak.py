@@ -3,6 +3,7 @@
 
     scripts/soak.py --duration 1800 --json soak.json        # the 30-minute soak
     scripts/soak.py --duration 90                           # a short pass (CI runs 60 s, see test_soak.py)
+    scripts/soak.py --show soak.json                        # the summary of a saved result
 
 What it does, all on 127.0.0.1 and bounded in count and time:
 
@@ -294,8 +295,9 @@ class RawWebSocket:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, node, timeout=10.0):
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", node.port), timeout)
+    async def open(cls, node, timeout=10.0, source=None):
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", node.port, local_addr=(source, 0) if source else None), timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write((f"GET {eio_path(transport='websocket')} HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
                       f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -481,8 +483,33 @@ class Soak:
 
     # ---- churn clients
 
+    def client_address(self, kind):
+        """A loopback source address: churn clients spread over 127.0.1.1..N (so per-address limits see many
+        clients, as behind a real network), attacks from 127.0.2.1, the final exchange from 127.0.3.x."""
+        if self.args.client_addresses <= 0:
+            return None
+        if kind == "churn":
+            return f"127.0.1.{1 + self.rng.randrange(min(254, self.args.client_addresses))}"
+        if kind == "attack":
+            return "127.0.2.1"
+        return f"127.0.3.{1 + self.rng.randrange(254)}"
+
+    def make_socketio_client(self, kind):
+        address = self.client_address(kind)
+        options = {}
+        if address is not None:
+            options["http_session"] = lambda: aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+        return socketio.AsyncClient(reconnection=False, request_timeout=10, **options)
+
+    def attack_session(self, **connector_options):
+        address = self.client_address("attack")
+        if address is not None:
+            connector_options["local_addr"] = (address, 0)
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(**connector_options))
+
     def new_client(self):
-        sio = socketio.AsyncClient(reconnection=False, request_timeout=10)
+        sio = self.make_socketio_client("churn")
         received = Counter()
 
         @sio.on("*")
@@ -679,9 +706,8 @@ class Soak:
     async def attack_flood(self, node):
         """Engine.IO handshakes that never CONNECT, on a few keep-alive connections."""
         statuses = Counter()
-        connector = aiohttp.TCPConnector(limit=4)
         deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession(connector=connector) as http:
+        async with self.attack_session(limit=4) as http:
             async def one():
                 if time.monotonic() > deadline:
                     statuses["skipped"] += 1
@@ -702,7 +728,7 @@ class Soak:
         socks = []
         for _ in range(count):
             try:
-                ws = await RawWebSocket.open(node)
+                ws = await RawWebSocket.open(node, source=self.client_address("attack"))
                 await ws.recv_text("0", timeout=5)
                 socks.append(ws)
             except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, TimeoutError):
@@ -750,7 +776,7 @@ class Soak:
     async def attack_join_abort(self, node):
         """Joins sent on a WebSocket whose TCP connection is dropped right after."""
         try:
-            ws = await RawWebSocket.open(node)
+            ws = await RawWebSocket.open(node, source=self.client_address("attack"))
             await ws.recv_text("0", timeout=5)
             ws.send("40")
             await ws.recv_text("40", timeout=5)
@@ -766,7 +792,7 @@ class Soak:
     async def attack_ws_partial(self, node):
         """A joined WebSocket that sends half a frame, then dies."""
         try:
-            ws = await RawWebSocket.open(node)
+            ws = await RawWebSocket.open(node, source=self.client_address("attack"))
             await ws.recv_text("0", timeout=5)
             ws.send("40")
             await ws.recv_text("40", timeout=5)
@@ -813,7 +839,7 @@ class Soak:
         self.stats["attack_rounds"] += 1
 
     async def attacker(self, stop):
-        async with aiohttp.ClientSession() as http:
+        async with self.attack_session() as http:
             while True:
                 try:
                     await asyncio.wait_for(stop.wait(), self.args.attack_interval)
@@ -969,7 +995,7 @@ class Soak:
             for i, node in enumerate(self.live_nodes()):
                 for j in range(2):
                     transport = kinds[(2 * i + j) % 3]
-                    sio = socketio.AsyncClient(reconnection=False, request_timeout=10)
+                    sio = self.make_socketio_client("final")
                     log_ = []
                     sio.on("*", (lambda lg: (lambda ev, *a: lg.append((ev, a[0] if a else None))))(log_))
                     for attempt in range(3):  # connecting may be refused by a rate limit: retry
@@ -1254,6 +1280,9 @@ def parse_args(argv=None):
                    help="mixed (default): per-room, pattern, per-room, ...")
     p.add_argument("--redis-prefix", default="socket.io")
     p.add_argument("--clients", type=int, default=24, help="concurrent churn clients (default 24)")
+    p.add_argument("--client-addresses", type=int, default=64,
+                   help="loopback source addresses the churn clients spread over (127.0.1.1..N, at most 254; "
+                        "attacks come from 127.0.2.1); 0: everything from 127.0.0.1 (default 64)")
     p.add_argument("--rooms", type=int, default=6, help="rooms in the churn pool (default 6)")
     p.add_argument("--attacks", default=",".join(ALL_ATTACKS),
                    help=f"comma-separated, from {','.join(ALL_ATTACKS)} (default all; '' for none)")
@@ -1311,6 +1340,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--show":  # print the summary of a saved result again
+        result = json.loads(Path(argv[1]).read_text())
+        print(summary_table(result))
+        return 0 if result["ok"] else 1
     args = parse_args(argv)
     if not args.binary.exists():
         print(f"soak: signal-node binary not found at {args.binary} (swift build, or --binary)", file=sys.stderr)
