@@ -1352,8 +1352,8 @@ def main(argv=None):
     if not shutil.which(os.environ.get("REDIS_SERVER_BIN", "redis-server")):
         print("soak: redis-server not found", file=sys.stderr)
         return 2
-    logging.getLogger("socketio").setLevel(logging.CRITICAL)
-    logging.getLogger("engineio").setLevel(logging.CRITICAL)
+    for name in ("socketio", "socketio.client", "engineio", "engineio.client"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # the clients' own noise about dropped connections
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     warnings.simplefilter("ignore", ResourceWarning)
     soak = Soak(args)
