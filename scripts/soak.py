@@ -1183,12 +1183,15 @@ class Soak:
             self.check("presence-zero", False, "redis unreachable")
         else:
             chans = redis["room_channels"]
+            kinds = Counter(room_kind(c[len(f"{args.redis_prefix}#/#"):-1]) for c in chans)
             self.check("subscriptions-zero", not chans,
                        f"{len(chans)} room channels subscribed ({sum(chans.values())} subscriptions)"
-                       + (f", e.g. {sorted(chans)[:3]}" if chans else "")
+                       + (f" [{', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}], e.g. {sorted(chans)[:3]}"
+                          if chans else "")
                        + ("" if any(n.mode == "per-room" for n in self.nodes) else
                           " (no per-room node: pattern nodes subscribe to no room channel)"),
-                       channels=len(chans), subscriptions=sum(chans.values()))
+                       channels=len(chans), subscriptions=sum(chans.values()), kinds=dict(kinds),
+                       names=sorted(chans)[:300])
             keys, node_entries = redis["presence_room_keys"], redis["presence_node_entries"]
             n_node_entries = sum(node_entries.values())
             self.check("presence-zero", not keys and not n_node_entries,
@@ -1233,6 +1236,15 @@ class Soak:
             "samples": self.samples,
             "log_dir": str(self.log_dir),
         }
+
+
+def room_kind(room):
+    """Which traffic made a room: the churn's pool, an attack, or a socket id (a socket's own room)."""
+    for prefix, kind in (("soak-", "churn rooms"), ("jr-", "join-reconnect rooms"), ("ja-", "join-abort rooms"),
+                         ("jlc-", "join-leave-close rooms"), ("final-", "final-exchange rooms")):
+        if room.startswith(prefix):
+            return kind
+    return "socket-id rooms" if re.fullmatch(r"[A-Za-z0-9_-]{20}", room) else "other"
 
 
 def summary_table(result):
