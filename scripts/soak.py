@@ -1220,7 +1220,7 @@ class Soak:
     def result(self, churn_end):
         return {
             "started": self.started_at,
-            "commit": git_commit(),
+            "commit": self.commit,
             "binary": str(self.args.binary),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items()},
             "nodes": [{"node": n.node_id, "mode": n.mode, "incarnations": n.incarnation + 1,
@@ -1370,7 +1370,8 @@ def main(argv=None):
     warnings.simplefilter("ignore", ResourceWarning)
     soak = Soak(args)
     soak.started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    log(f"seed {args.seed}, binary {args.binary}, commit {git_commit()}")
+    soak.commit = git_commit()  # of the checkout, at the start (the binary's sources are the user's business)
+    log(f"seed {args.seed}, binary {args.binary}, commit {soak.commit}")
     try:
         soak.start_cluster()
     except RuntimeError as e:
