@@ -66,6 +66,20 @@ async def eventually(predicate, timeout, what):
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
+async def events_within(raw, seconds):
+    """The Socket.IO events (name, args...) a raw session receives within `seconds` (pings answered)."""
+    events = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            pkt = await raw.recv(timeout=max(0.05, deadline - time.monotonic()), skip_pings=True)
+        except (AssertionError, asyncio.TimeoutError, TimeoutError):
+            break
+        if isinstance(pkt, str) and pkt.startswith("42"):
+            events.append(sio_event(pkt))
+    return events
+
+
 @pytest.fixture
 async def http():
     async with aiohttp.ClientSession() as s:
@@ -208,15 +222,7 @@ async def test_rate_budget_survives_namespace_reconnect(server_factory, http):
             break  # a session closed for abuse is an acceptable answer too
     elapsed = time.monotonic() - start
     # Count what reached the witness.
-    got = 0
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
-        try:
-            pkt = await witness.recv(timeout=max(0.05, deadline - time.monotonic()), skip_pings=True)
-        except (AssertionError, asyncio.TimeoutError, TimeoutError):
-            break
-        if pkt.startswith("42") and sio_event(pkt)[0] == "message":
-            got += 1
+    got = sum(1 for ev in await events_within(witness, 1.5) if ev[0] == "message")
     allowed = 10 + 5 * (elapsed + 2)  # burst + refill during the attack and the count
     assert got <= allowed, f"{got} messages delivered in {elapsed:.1f}s with a budget of ~{allowed:.0f}"
     assert node.alive()
@@ -318,17 +324,8 @@ async def test_queued_events_keep_no_payload_and_queue_is_bounded(redis_node, ht
         pad = "p" * 400_000
         for i in range(100):
             await raw.send("42" + compact(["join_room", {"roomName": f"slow-{i}", "personName": "m", "pad": pad}]))
-        refused = 0
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            try:
-                pkt = await raw.recv(timeout=max(0.05, deadline - time.monotonic()), skip_pings=True)
-            except (AssertionError, asyncio.TimeoutError, TimeoutError):
-                break
-            if pkt.startswith("42"):
-                ev = sio_event(pkt)
-                if ev[0] == "error" and ev[1].get("code") == "overloaded":
-                    refused += 1
+        refused = sum(1 for ev in await events_within(raw, 3)
+                      if ev[0] == "error" and ev[1].get("code") == "overloaded")
         grown = rss_kb(node.proc.pid) - before
     finally:
         cluster.redis.thaw()
@@ -353,15 +350,7 @@ async def test_rate_budget_per_client_address(server_factory, http):
         for _ in range(20):
             await raw.send(message_packet(room, "spam"))
     elapsed = time.monotonic() - start
-    got = 0
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
-        try:
-            pkt = await raws[0].recv(timeout=max(0.05, deadline - time.monotonic()), skip_pings=True)
-        except (AssertionError, asyncio.TimeoutError, TimeoutError):
-            break
-        if pkt.startswith("42") and sio_event(pkt)[0] == "message":
-            got += 1
+    got = sum(1 for ev in await events_within(raws[0], 1.5) if ev[0] == "message")
     allowed = 12 + 5 * (elapsed + 2)
     assert got <= allowed, f"{got} of 60 messages delivered from one address, budget ~{allowed:.0f}"
     assert got >= 1
