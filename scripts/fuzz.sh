@@ -8,6 +8,10 @@
 #   SIGNAL_FUZZ_BUILD=0    skip the build (reuse .build-fuzz)
 #   SIGNAL_FUZZ_LOG=DIR    where the per-target logs go (default .build-fuzz/logs)
 #   SIGNAL_FUZZ_BIN=PATH   run this fuzz binary (a copy, for a long run while the build changes)
+#   SIGNAL_FUZZ_SEED=N     libFuzzer's random seed (default: a new one each run)
+#   SIGNAL_FUZZ_CORPUS=DIR the working corpora (default .build-fuzz/corpus); a fresh DIR, a fixed seed and
+#                          SIGNAL_FUZZ_RUNS make a run repeatable: CI runs exactly the inputs a local run with the same
+#                          settings runs (a time cap can only cut it short)
 #
 # Each target starts from its seed corpus Tests/Fuzz/corpus/<target> (read only) plus a working corpus in
 # .build-fuzz/corpus/<target> that grows across runs. A crash leaves its input in .build-fuzz/artifacts; replay it
@@ -20,6 +24,8 @@ shift
 SCRATCH=.build-fuzz
 LOGS="${SIGNAL_FUZZ_LOG:-$SCRATCH/logs}"
 RUNS="${SIGNAL_FUZZ_RUNS:-}"
+SEED="${SIGNAL_FUZZ_SEED:-}"
+WORK_CORPORA="${SIGNAL_FUZZ_CORPUS:-$SCRATCH/corpus}"
 
 # libFuzzer without its main(): SwiftPM links an executable with `--defsym main=<module>_main`, which clashes
 # with the main() of the usual `-sanitize=fuzzer` runtime. So the Swift code is instrumented with the frontend's
@@ -55,13 +61,14 @@ failed=()
 summary=()
 for target in "${TARGETS[@]}"; do
     seeds="Tests/Fuzz/corpus/$target"
-    work="$SCRATCH/corpus/$target"
+    work="$WORK_CORPORA/$target"
     mkdir -p "$work" "$seeds"
     log="$LOGS/$target.log"
     args=(-max_len=4096 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
           -artifact_prefix="$SCRATCH/artifacts/$target-")
     [ "$SECONDS_PER_TARGET" != 0 ] && args+=(-max_total_time="$SECONDS_PER_TARGET")
     [ -n "$RUNS" ] && args+=(-runs="$RUNS")
+    [ -n "$SEED" ] && args+=(-seed="$SEED")
     start=$(date +%s)
     status=0
     # Swift's backtracer would catch the crash before libFuzzer saves the input.

@@ -103,6 +103,9 @@ struct SocketIOPacketTests {
         ("2\"hello\"", .invalidPayload),
         ("2[]", .invalidPayload),
         ("2[null]", .invalidPayload),
+        // A number name that overflows to infinity would be written back as `null` (found by the socketio fuzzer).
+        ("2[1e400,6666666666667]", .invalidPayload),
+        ("2[-1e999]", .invalidPayload),
         ("2[[\"x\"]]", .invalidPayload),
         ("2[{\"a\":1}]", .invalidPayload),
         ("2[true]", .invalidPayload),

@@ -115,8 +115,11 @@ public struct SocketIOPacket: Sendable, Hashable {
             guard case .array(let elements)? = data, let first = elements.first else {
                 throw .invalidPayload("EVENT payload must be a non-empty array")
             }
+            // A number name must be finite: `1e400` parses to infinity, which JSON writes as `null`, so the server
+            // could not re-send the event it accepted (found by the socketio fuzz target).
             switch first {
-            case .string, .number: break
+            case .string: break
+            case .number(let n) where n.isFinite: break
             default: throw .invalidPayload("event name must be a string")
             }
         case .ack, .binaryAck:
