@@ -289,10 +289,11 @@ async def test_unknown_events_ignored(limits_node, make):
 # --------------------------------------------------------------------------------------------
 
 async def test_rate_limited(rate_node, make):
-    """--event-rate 1 --event-burst 5: the 6th event of a burst is refused (the 7th too, as an
-    error event without an ack), the others and other sockets are served, and a second later
-    the socket is served again. At one token a second, the burst may take up to a second
-    on a loaded machine and the count still holds (it was 5/s with a 0.18 s bound that flaked)."""
+    """--event-rate 1 --event-burst 5: a burst of 7 events gets the first 5 served and the rest
+    refused (as the ack's answer, or as an error event without an ack), other sockets are
+    served, and later the socket is served again. Counted, not timed: a token comes back each
+    second, so a burst that a loaded machine stretches over k seconds may see k more served,
+    in order, before the refusals; on any sane machine that is exactly 5."""
     off, wit, room = await pair(rate_node, make)
     await asyncio.sleep(2.5)  # off's bucket is full again (its CONNECT and join took a token each)
 
@@ -303,26 +304,33 @@ async def test_rate_limited(rate_node, make):
         await asyncio.wait_for(sent, TIMEOUT)
         acks.append(fut)
     await off.emit("message", {"roomName": room, "content": "m6"})
-    burst = time.monotonic() - started
+    stretched = int(time.monotonic() - started)  # whole tokens that can have come back meanwhile
     answers = [await asyncio.wait_for(f, TIMEOUT) for f in acks]
-    # Below a second no token comes back, so exactly 5 pass; 7 emits taking longer is a broken machine.
-    assert burst < 1.0, f"the burst took {burst:.3f}s: too slow for a rate-limit check"
-    assert answers[:5] == [[{"ok": True}]] * 5, answers
-    assert len(answers[5]) == 1, answers[5]
-    assert_refusal(answers[5][0], "message", "rate_limited")
-    assert_refusal(await off.expect("error"), "message", "rate_limited")
+    served = sum(1 for a in answers if a == [{"ok": True}])
+    assert 5 <= served <= min(6, 5 + stretched), f"{served} of 6 served (burst over {stretched}+ s): {answers}"
+    assert answers[:served] == [[{"ok": True}]] * served, answers  # served first, then refused
+    for a in answers[served:]:
+        assert len(a) == 1, a
+        assert_refusal(a[0], "message", "rate_limited")
+    if stretched == 0:  # no token came back: m6 was refused, as an error event (it had no ack)
+        delivered = served
+        assert_refusal(await off.expect("error"), "message", "rate_limited")
+    else:  # m6 may have met a returned token: see what the witness got
+        await asyncio.sleep(1.0)  # the witness's messages are in by then (acks came first)
+        delivered = min(len(wit.pending("message")), served + 1)
+        if delivered == served:
+            assert_refusal(await off.expect("error"), "message", "rate_limited")
 
-    # the 5 served, in order, to both; the refused ones to nobody
+    # the served ones, in order, to both; the refused ones to nobody
     for c in (off, wit):
-        assert [(await c.expect("message"))["content"] for _ in range(5)] == \
-            [f"m{i}" for i in range(5)]
+        assert [(await c.expect("message"))["content"] for _ in range(delivered)] == \
+            [f"m{i}" for i in range(delivered - (delivered > served))] + (["m6"] if delivered > served else [])
     # another socket is not limited, and the offender still receives
     assert await wit.emit_with_ack("message", {"roomName": room, "content": "w"}) == [{"ok": True}]
     for c in (off, wit):
         assert (await c.expect("message"))["content"] == "w"
     for c in (off, wit):
         c.assert_none("message", "error")
-
     await asyncio.sleep(2.2)  # two tokens back: still_serving's message and a spare
     await still_serving([rate_node], [off, wit], room, "after-rate")
     for c in (off, wit):
