@@ -56,6 +56,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
+            exclude: ["README.md"],  // the target's threading rule
             swiftSettings: swiftSettings
         ),
         // The Redis adapter (the design card's name): hiredis client, MessagePack, the cluster protocol.

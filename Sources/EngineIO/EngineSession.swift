@@ -4,9 +4,10 @@ import NIOCore
 /// heartbeat and the upgrade probe.
 ///
 /// A session is pinned to one event loop and every method must be called on it: polling requests that arrive
-/// on other connections hop here (`EngineServer` does it), so the session needs no lock, and the held GET, the
-/// write buffer and the timers change together. Timers are the loop's scheduled tasks, so tests drive them with
-/// an `EmbeddedEventLoop` and `advanceTime(by:)`.
+/// on other connections hop here (`HTTPHandler` does it, and `EngineWebSocketHandler` for the frames of an
+/// upgraded websocket), so the session needs no lock, and the held GET, the write buffer and the timers change
+/// together (Sources/SocketIO/README.md has the whole threading rule). Timers are the loop's scheduled tasks, so
+/// tests drive them with an `EmbeddedEventLoop` and `advanceTime(by:)`.
 public final class EngineSession {
     public enum CloseReason: String, Sendable, Hashable {
         case transportClose = "transport close"

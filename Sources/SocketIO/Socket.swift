@@ -2,21 +2,9 @@ import EngineIO
 import Logging
 import NIOCore
 
-// MARK: - Threading and lifetime (the rule for everything under SocketIO/)
-//
-// * An Engine.IO session, its `SocketIOConnection` and that connection's sockets live on ONE event loop: the
-//   loop of the connection that opened the session. Every method of `EngineSession`, `SocketIOConnection` and
-//   `Socket` runs there; none takes a lock.
-// * The network decides when a session ends, so nothing points up the chain with `unowned`: the session holds
-//   its connection (its delegate) until it closes; the connection holds its sockets; a socket holds its
-//   connection `weak` and copies what it needs to outlive it (its event loop, the handshake token, the client
-//   address, the session's event budget). Work that finishes later (a Redis round trip, a timer, an
-//   acknowledgement) may keep a `Socket` alive, never the connection; on such a socket `isConnected` is false,
-//   sends are dropped and `join` does nothing.
-// * Hops happen in three places only: `LocalSockets` (a broadcast or cluster request reaches each recipient on
-//   its own loop, one task per loop), the HTTP handler (a polling request reaches its session's loop), and the
-//   adapter/presence futures, which complete on the loop that asked (`on: socket.eventLoop`).
-// * Anything else that must touch a socket from another thread goes through `NIOLoopBound` on `eventLoop`.
+// Threading and lifetime: the rule for this target is in README.md, next to this file. In short, a socket lives
+// on its Engine.IO session's event loop and every method of it runs there; other threads reach it through
+// `NIOLoopBound` (as `LocalSockets` does), and it holds its connection `weak`.
 
 /// Answers a client's acknowledgement request, once.
 public struct Ack {
