@@ -2,21 +2,30 @@ import CoreMetrics
 import Synchronization
 
 /// The Engine.IO and HTTP layer's metrics, through swift-metrics: sessions per transport, slow consumers, and
-/// connections and handshakes turned away by a limit. (The labels keep the node's `signal_` prefix: dashboards
-/// read them by these names.)
+/// connections and handshakes turned away by a limit.
 public final class EngineMetrics: Sendable {
-    let connectionsOpened = Counter(label: "signal_connections_opened_total")
-    let pollingConnections = Gauge(label: "signal_connections", dimensions: [("transport", "polling")])
-    let webSocketConnections = Gauge(label: "signal_connections", dimensions: [("transport", "websocket")])
-    let slowPollingConsumers = Counter(label: "signal_slow_consumers_total", dimensions: [("transport", "polling")])
-    let slowWebSocketConsumers = Counter(label: "signal_slow_consumers_total", dimensions: [("transport", "websocket")])
-    private let refusals: [Refusal: Counter] = Dictionary(
-        uniqueKeysWithValues: Refusal.allCases.map { ($0, Counter(label: "signal_refused_total", dimensions: [("reason", $0.rawValue)])) }
-    )
+    let connectionsOpened: Counter
+    let pollingConnections: Gauge
+    let webSocketConnections: Gauge
+    let slowPollingConsumers: Counter
+    let slowWebSocketConsumers: Counter
+    private let refusals: [Refusal: Counter]
     private let polling = Atomic<Int>(0)
     private let webSocket = Atomic<Int>(0)
 
-    public init() {}
+    /// `labelPrefix` starts every metric's name (`<prefix>_connections`, …); the node's is `signal`.
+    public init(labelPrefix: String = "engineio") {
+        connectionsOpened = Counter(label: "\(labelPrefix)_connections_opened_total")
+        pollingConnections = Gauge(label: "\(labelPrefix)_connections", dimensions: [("transport", "polling")])
+        webSocketConnections = Gauge(label: "\(labelPrefix)_connections", dimensions: [("transport", "websocket")])
+        slowPollingConsumers = Counter(label: "\(labelPrefix)_slow_consumers_total", dimensions: [("transport", "polling")])
+        slowWebSocketConsumers = Counter(label: "\(labelPrefix)_slow_consumers_total", dimensions: [("transport", "websocket")])
+        refusals = Dictionary(
+            uniqueKeysWithValues: Refusal.allCases.map {
+                ($0, Counter(label: "\(labelPrefix)_refused_total", dimensions: [("reason", $0.rawValue)]))
+            }
+        )
+    }
 
     /// A session closed because its client did not read what it was sent.
     func slowConsumer(polling: Bool) {

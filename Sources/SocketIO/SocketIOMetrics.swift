@@ -10,20 +10,25 @@ public final class SocketIOMetrics: Sendable {
     private let eventsIn: [String: Counter]
     private let eventsOut: [String: Counter]
     private let errors = Mutex<[String: Counter]>([:])
-    let broadcasts = Counter(label: "signal_broadcasts_total")
+    private let labelPrefix: String
+    let broadcasts: Counter
     /// Server-side acks never answered (timed out, or refused beyond the per-socket bound).
-    let acksDropped = Counter(label: "signal_acks_dropped_total")
+    let acksDropped: Counter
 
-    /// `knownEvents`: the event names counted under their own label (the application's).
-    public init(knownEvents: Set<String>) {
+    /// `knownEvents`: the event names counted under their own label (the application's). `labelPrefix` starts
+    /// every metric's name (`<prefix>_events_in_total`, …); the node's is `signal`.
+    public init(labelPrefix: String = "socketio", knownEvents: Set<String>) {
         var eventsIn: [String: Counter] = [:]
         var eventsOut: [String: Counter] = [:]
         for name in knownEvents.union(["other"]) {
-            eventsIn[name] = Counter(label: "signal_events_in_total", dimensions: [("event", name)])
-            eventsOut[name] = Counter(label: "signal_events_out_total", dimensions: [("event", name)])
+            eventsIn[name] = Counter(label: "\(labelPrefix)_events_in_total", dimensions: [("event", name)])
+            eventsOut[name] = Counter(label: "\(labelPrefix)_events_out_total", dimensions: [("event", name)])
         }
         self.eventsIn = eventsIn
         self.eventsOut = eventsOut
+        self.labelPrefix = labelPrefix
+        self.broadcasts = Counter(label: "\(labelPrefix)_broadcasts_total")
+        self.acksDropped = Counter(label: "\(labelPrefix)_acks_dropped_total")
     }
 
     func eventReceived(_ name: String) {
@@ -41,7 +46,7 @@ public final class SocketIOMetrics: Sendable {
     package func error(_ code: String) {
         let counter = errors.withLock { errors in
             if let counter = errors[code] { return counter }
-            let counter = Counter(label: "signal_errors_total", dimensions: [("code", code)])
+            let counter = Counter(label: "\(labelPrefix)_errors_total", dimensions: [("code", code)])
             errors[code] = counter
             return counter
         }
