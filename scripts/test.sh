@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: the Swift unit and integration tests (real redis-server), then the python-socketio
-# integration suite against the built signal-node. Installs what it needs on a fresh Debian machine.
+# Runs every test: the layer rule on the targets' imports, the Swift unit and integration tests (real
+# redis-server), then the python-socketio integration suite against the built signal-node. Installs what it
+# needs on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,9 @@ if ! python3 -c 'import socketio, aiohttp, msgpack, pytest, pytest_asyncio, requ
     echo "== installing Python test dependencies"
     python3 -m pip install -q -r Tests/integration/requirements.txt
 fi
+
+echo "== layer rule (scripts/check-layers.sh)"
+./scripts/check-layers.sh
 
 echo "== swift build"
 swift build --build-tests 2>&1 | { grep -vE '^\[[0-9]+/[0-9]+\]|prohibited flag' || true; }

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SocketIO
 import Synchronization
 
 /// Settings of the Redis cluster adapter.

@@ -2,16 +2,16 @@ import Synchronization
 
 /// A weak reference that can be shared across threads: for callbacks handed to a connection before the object
 /// that owns the connection is fully made (so the callback cannot capture it strongly, nor directly).
-final class WeakReference<Object: AnyObject>: Sendable {
+package final class WeakReference<Object: AnyObject>: Sendable {
     private struct Box: @unchecked Sendable {  // only read and written under the mutex
         weak var object: Object?
     }
 
     private let box = Mutex(Box())
 
-    init() {}
+    package init() {}
 
-    var object: Object? { box.withLock { $0.object } }
+    package var object: Object? { box.withLock { $0.object } }
 
-    func set(_ object: Object) { box.withLock { $0.object = object } }
+    package func set(_ object: Object) { box.withLock { $0.object = object } }
 }

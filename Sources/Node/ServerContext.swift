@@ -1,26 +1,14 @@
-import Adapter
-import Logging
+import EngineIO
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
-/// What every connection handler of a node shares.
+/// What every connection handler of a node shares: the Engine.IO layer's HTTP context, with the node's own
+/// endpoints (`NodeEndpoints`) as its routes, and the text of `/metrics` (also served by the metrics listener).
 final class ServerContext: Sendable {
-    let engine: EngineServer
-    let cors: CORS
-    let connections: ConnectionConfiguration
-    let connectionLimiter: ConnectionLimiter
-    /// Handshakes per client address; nil when the limit is off.
-    let handshakeLimiter: AddressRateLimiter?
-    let metrics: SignalMetrics
-    let adapterReady: @Sendable () -> Bool
+    let http: HTTPServerContext
     /// The Prometheus text of `/metrics`; nil when metrics are off.
     let metricsText: @Sendable () -> String?
-    /// Whether `/metrics` is served by the main listener (not when it has a listener of its own).
-    let servesMetrics: Bool
-    /// Set when the node drains: `/readyz` answers 503 and new handshakes are refused.
-    let draining = Atomic<Bool>(false)
-
-    func isReady() -> Bool { !draining.load(ordering: .relaxed) && adapterReady() }
 
     init(
         engine: EngineServer,
@@ -29,31 +17,48 @@ final class ServerContext: Sendable {
         isReady: @escaping @Sendable () -> Bool,
         metricsText: @escaping @Sendable () -> String?
     ) {
-        self.adapterReady = isReady
         self.metricsText = metricsText
-        self.servesMetrics = servesMetrics
-        self.engine = engine
-        self.metrics = engine.metrics
-        self.cors = CORS(allowedOrigins: engine.configuration.allowedOrigins)
-        self.connections = connections
-        self.connectionLimiter = ConnectionLimiter(
-            maximum: connections.maxConnections,
-            maximumPerAddress: connections.maxConnectionsPerAddress
+        self.http = HTTPServerContext(
+            engine: engine,
+            connections: connections,
+            routes: NodeEndpoints(servesMetrics: servesMetrics, adapterReady: isReady, metricsText: metricsText)
         )
-        let configuration = engine.configuration
-        self.handshakeLimiter =
-            configuration.handshakeRate > 0
-            ? AddressRateLimiter(rate: configuration.handshakeRate, burst: max(1, configuration.handshakeBurst))
-            : nil
     }
+}
 
-    /// Whether `client` may open one more session now (its handshake budget); counts a refusal.
-    func admitHandshake(from client: IPAddress?) -> Bool {
-        guard let handshakeLimiter, let client else { return true }
-        guard handshakeLimiter.allow(client.clientKey) else {
-            metrics.refused(.handshakeRate)
-            return false
+/// The node's HTTP endpoints beside Engine.IO's path: `/healthz`, `/readyz`, `/metrics` and the demo page.
+struct NodeEndpoints: HTTPRoutes {
+    /// Whether `/metrics` is served by the main listener (not when it has a listener of its own).
+    let servesMetrics: Bool
+    /// Whether the adapter and presence serve the cluster; `/readyz` also reports not-ready while draining.
+    let adapterReady: @Sendable () -> Bool
+    let metricsText: @Sendable () -> String?
+
+    func isReady(_ server: HTTPServerContext) -> Bool { !server.draining.load(ordering: .relaxed) && adapterReady() }
+
+    func response(to head: HTTPRequestHead, path: Substring, server: HTTPServerContext) -> HTTPRouteResponse {
+        guard head.method == .GET || head.method == .HEAD else {
+            return .text(.methodNotAllowed, "method not allowed\n")
         }
-        return true
+        switch path {
+        case "/healthz":
+            return .text(.ok, "ok\n")
+        case "/metrics":
+            guard servesMetrics, let text = metricsText() else {
+                return .text(.notFound, "metrics are off\n")
+            }
+            return .text(.ok, text, contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case "/readyz":
+            let ready = isReady(server)
+            return .text(ready ? .ok : .serviceUnavailable, ready ? "ready\n" : "not ready\n")
+        default:
+            if let file = DemoPage.files[String(path)] {
+                var headers = HTTPHeaders()
+                headers.add(name: "Cache-Control", value: "no-cache")
+                return HTTPRouteResponse(status: .ok, headers: headers, contentType: file.contentType, body: ByteBuffer(bytes: file.body))
+            } else {
+                return .text(.notFound, "not found\n")
+            }
+        }
     }
 }

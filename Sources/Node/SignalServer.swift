@@ -1,9 +1,9 @@
-import Adapter
+import EngineIO
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOPosix
-import NIOWebSocket
+import Signaling
+import SocketIO
 import Synchronization
 
 /// Settings of a node.
@@ -62,7 +62,7 @@ public final class SignalServer: Sendable {
             name: "/",
             handler: SignalingApplication(configuration: configuration.signaling, presence: presence),
             logger: logger,
-            metrics: metrics,
+            metrics: metrics.socketIO,
             makeAdapter: makeAdapter
         )
         self.namespace = namespace
@@ -77,7 +77,7 @@ public final class SignalServer: Sendable {
             limits.addressEventsPerSecond > 0
             ? AddressRateLimiter(rate: limits.addressEventsPerSecond, burst: max(1, limits.addressEventBurst)) : nil
         let sessionLogger = logger
-        self.engine = EngineServer(configuration: configuration.engine, logger: logger, metrics: metrics) { session in
+        self.engine = EngineServer(configuration: configuration.engine, logger: logger, metrics: metrics.engine) { session in
             let connection = SocketIOConnection(
                 session: session,
                 namespaces: namespaces,
@@ -114,54 +114,7 @@ public final class SignalServer: Sendable {
     /// Binds the listener. The returned channel's close future completes when the server stops.
     public func bind() async throws -> any Channel {
         let context = self.context
-        let engine = self.engine
-        let maxPayload = configuration.engine.maxPayload
-        let bufferedBytes = configuration.engine.maxBufferedBytes
-        let path = configuration.engine.path
-        let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: max(maxPayload, 1 << 16),
-            automaticErrorHandling: true,
-            shouldUpgrade: { channel, head in
-                channel.eventLoop.makeCompletedFuture {
-                    guard Self.acceptsWebSocket(head, engine: engine, path: path) else { return nil }
-                    // A new session counts against its client's handshake budget; a refusal is answered by the
-                    // HTTP handler (429), which the request falls through to.
-                    if RequestQuery(target: head.uri).sid == nil {
-                        let connectionGuard = try channel.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self)
-                        guard context.admitHandshake(from: connectionGuard.clientAddress(for: head)) else {
-                            connectionGuard.refusedHandshake = .rateLimited
-                            return nil
-                        }
-                    }
-                    return HTTPHeaders()
-                }
-            },
-            upgradePipelineHandler: { channel, head in
-                let query = RequestQuery(target: head.uri)
-                let sid = query.sid.map(String.init)
-                let token = query.token.map(String.init)
-                return channel.eventLoop.makeCompletedFuture {
-                    let connectionGuard = try channel.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self)
-                    connectionGuard.upgraded()
-                    // Writes the client does not read pile up in the channel; the handler watches its writability.
-                    try channel.syncOptions?.setOption(
-                        .writeBufferWaterMark,
-                        value: EngineWebSocketHandler.waterMark(maxBufferedBytes: bufferedBytes)
-                    )
-                    // Fragmented messages are put together by the handler itself: one handler less per idle
-                    // connection than with NIO's frame aggregator.
-                    try channel.pipeline.syncOperations.addHandler(
-                        EngineWebSocketHandler(
-                            engine: engine,
-                            sid: sid,
-                            token: token,
-                            maxPayload: maxPayload,
-                            clientAddress: connectionGuard.clientAddress(for: head)
-                        )
-                    )
-                }
-            }
-        )
+        let upgrader = HTTPPipeline.makeUpgrader(context: context.http)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             // After an accept error (no descriptor or memory left) wait a little before accepting again. NIO only
@@ -182,7 +135,7 @@ public final class SignalServer: Sendable {
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try HTTPPipeline.configure(channel: channel, context: context, upgrader: upgrader)
+                    try HTTPPipeline.configure(channel: channel, context: context.http, upgrader: upgrader)
                 }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
@@ -194,22 +147,6 @@ public final class SignalServer: Sendable {
             channel.closeFuture.whenComplete { _ in metrics.close(promise: nil) }
         }
         return channel
-    }
-
-    /// Whether a websocket upgrade request is one the engine takes; others fall through to the HTTP handler,
-    /// which answers with the Engine.IO error.
-    static func acceptsWebSocket(_ head: HTTPRequestHead, engine: EngineServer, path: String) -> Bool {
-        let query = RequestQuery(target: head.uri)
-        guard query.path == path || query.path + "/" == path, query.transport == "websocket",
-            engine.configuration.allowWebSocket, query.eio == "4"
-        else { return false }
-        if let origin = head.headers.first(name: "origin"), let allowed = engine.configuration.allowedOrigins,
-            !allowed.contains(origin)
-        {
-            return false
-        }
-        if let sid = query.sid { return engine.session(String(sid)) != nil }
-        return engine.hasCapacity
     }
 
     /// Starts the adapter and presence (connections to Redis, heartbeats).
@@ -233,7 +170,7 @@ public final class SignalServer: Sendable {
     /// clients reconnect and the load balancer sends them to another node; their `user_left` goes out through
     /// the usual disconnect path), and wait for the sessions to go, at most `timeout`.
     public func drain(listener: any Channel, timeout: Duration) async {
-        context.draining.store(true, ordering: .relaxed)
+        context.http.draining.store(true, ordering: .relaxed)
         let sessions = engine.sessionCount
         logger.info("draining", metadata: ["sessions": "\(sessions)", "timeout.ms": "\(timeout.components.seconds * 1000)"])
         try? await listener.close()

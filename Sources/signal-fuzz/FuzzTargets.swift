@@ -1,10 +1,12 @@
 import Adapter
 import Crypto
+import EngineIO
 import Logging
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
-import Node
+import Signaling
+import SocketIO
 
 /// One decoder that sees network bytes, and what must hold for any input: it returns or throws, never crashes,
 /// and whatever it accepts survives the matching encoder (checked with `require`, which crashes on purpose so
@@ -112,7 +114,7 @@ enum FuzzTargets {
     // MARK: WebSocket
 
     /// Shared by all runs: metrics objects register with the (no-op) metrics system.
-    static let metrics = SignalMetrics()
+    static let metrics = EngineMetrics()
     static let quietLogger = Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// Frames as records: `flags, length, [mask key ×4], payload`. Flags: bit 7 FIN, bit 6 masked, bits 4–5

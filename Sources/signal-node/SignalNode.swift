@@ -1,5 +1,6 @@
 import Adapter
 import ArgumentParser
+import EngineIO
 import Foundation
 import Logging
 import Metrics
@@ -8,6 +9,8 @@ import NIOPosix
 import Node
 import Prometheus
 import ServiceLifecycle
+import Signaling
+import SocketIO
 import UnixSignals
 
 #if canImport(Glibc)

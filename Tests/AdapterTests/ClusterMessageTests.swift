@@ -1,4 +1,5 @@
 import NIOCore
+import SocketIO
 import Testing
 
 @testable import Adapter

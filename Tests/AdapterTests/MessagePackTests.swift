@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import SocketIO
 import Testing
 
 @testable import Adapter

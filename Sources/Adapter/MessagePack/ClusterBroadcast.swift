@@ -1,4 +1,5 @@
 import NIOCore
+import SocketIO
 
 /// A broadcast as the classic Redis adapter publishes it: the MessagePack array `[uid, packet, opts]`.
 ///

@@ -1,3 +1,5 @@
+import SocketIO
+
 /// The Redis channel names of one namespace in the classic Redis adapter protocol (`createAdapter` of
 /// `@socket.io/redis-adapter` 8, and `@socket.io/redis-emitter` 5), for a key prefix (default `socket.io`).
 ///

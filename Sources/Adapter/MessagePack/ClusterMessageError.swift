@@ -1,3 +1,5 @@
+import SocketIO
+
 /// Why a message received on a Redis adapter channel was refused.
 public enum ClusterMessageError: Error, Hashable, CustomStringConvertible {
     /// The bytes are not valid MessagePack.

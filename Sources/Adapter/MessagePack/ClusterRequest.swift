@@ -1,4 +1,5 @@
 import NIOCore
+import SocketIO
 
 /// A request received on the request channel (`socket.io-request#<nsp>#`) of the classic Redis adapter.
 ///

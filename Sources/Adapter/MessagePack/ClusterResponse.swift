@@ -1,4 +1,5 @@
 import NIOCore
+import SocketIO
 
 /// An answer to a ``ClusterRequest``, published on the response channel (`socket.io-response#<nsp>#`). Responses
 /// carry no uid: the requester matches them by requestId.

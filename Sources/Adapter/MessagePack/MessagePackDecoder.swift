@@ -1,4 +1,5 @@
 import NIOCore
+import SocketIO
 
 /// Why MessagePack input was refused.
 public struct MessagePackDecodingError: Error, Hashable, CustomStringConvertible {

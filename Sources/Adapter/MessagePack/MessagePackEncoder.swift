@@ -1,4 +1,5 @@
 import NIOCore
+import SocketIO
 
 /// Writes ``PacketValue``s as MessagePack, making the same choices as notepack.io 3, the codec of
 /// `@socket.io/redis-adapter` 8 and `@socket.io/redis-emitter` 5, so that a Node peer receives exactly the bytes

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SocketIO
 import Synchronization
 
 /// A Redis command connection: pipelined commands over one TCP connection that reconnects by itself.

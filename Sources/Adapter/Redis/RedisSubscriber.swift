@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SocketIO
 import Synchronization
 
 /// The dedicated pub/sub connection: (P|S)SUBSCRIBE, messages to a callback, and subscriptions that survive

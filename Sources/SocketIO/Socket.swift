@@ -1,0 +1,185 @@
+import EngineIO
+import Logging
+import NIOCore
+
+// Threading and lifetime: the rule for this target is in README.md, next to this file. In short, a socket lives
+// on its Engine.IO session's event loop and every method of it runs there; other threads reach it through
+// `NIOLoopBound` (as `LocalSockets` does), and it holds its connection `weak`.
+
+/// Answers a client's acknowledgement request, once.
+public struct Ack {
+    let id: Int
+    let socket: Socket
+
+    public func callAsFunction(_ arguments: PacketValue...) { send(arguments) }
+
+    public func send(_ arguments: [PacketValue]) {
+        socket.sendPacket(SocketIOPacket(type: .ack, nsp: socket.namespace.name, id: id, data: .array(arguments)))
+    }
+}
+
+/// A Socket.IO socket: one client connected to one namespace. Lives on its Engine.IO session's event loop;
+/// every method must be called there (see the threading rule above).
+public final class Socket {
+    public let id: SocketID
+    public let namespace: Namespace
+    /// The loop of the socket's session; stays valid after the session is gone.
+    public let eventLoop: any EventLoop
+    /// The `token` query parameter of the Engine.IO handshake, if any.
+    public let handshakeToken: String?
+    /// The client's address as the engine resolved it (the TCP peer, or what a trusted proxy said).
+    public let clientAddress: String?
+    /// The events this client may still send: shared by every socket of the Engine.IO session, so a
+    /// disconnect and reconnect of a namespace (`41`, `40`) does not refill it.
+    public let budget: EventBudget
+    /// Made when something is logged: metadata stored per socket would cost memory on every idle one.
+    public var logger: Logger {
+        var logger = namespace.logger
+        logger[metadataKey: "socket.id"] = "\(id)"
+        return logger
+    }
+    /// The application's own state for this socket.
+    public var attachment: AnyObject?
+    public private(set) var isConnected = true
+
+    /// Nil once the session is gone: the network decides the connection's lifetime, not the socket.
+    private(set) weak var connection: SocketIOConnection?
+    private var acks: [Int: PendingAck] = [:]
+    private var nextAckID = 0
+
+    private struct PendingAck {
+        let callback: ([PacketValue]) -> Void
+        let timeout: Scheduled<Void>?
+    }
+
+    init(id: SocketID, namespace: Namespace, connection: SocketIOConnection) {
+        self.id = id
+        self.namespace = namespace
+        self.connection = connection
+        self.eventLoop = connection.eventLoop
+        self.handshakeToken = connection.handshakeToken
+        self.clientAddress = connection.clientAddress
+        self.budget = connection.budget
+    }
+
+    public var adapter: any Adapter { namespace.adapter }
+
+    /// Sends an event to this client only; `ack` is called with the client's answer, or never when the client
+    /// does not answer within the connection's ack timeout, is gone, or has too many unanswered requests.
+    public func emit(_ event: String, _ arguments: [PacketValue], ack: (([PacketValue]) -> Void)? = nil) {
+        guard isConnected else { return }
+        var packet = SocketIOPacket(type: .event, nsp: namespace.name, data: .array([.string(event)] + arguments))
+        namespace.metrics.eventDelivered(event, count: 1)
+        if let ack, let limits = connection?.limits {
+            guard acks.count < limits.maxPendingAcks else {
+                // A client that never answers cannot make the server hold an unbounded number of callbacks.
+                namespace.metrics.ackDropped()
+                return
+            }
+            let id = nextAckID
+            nextAckID &+= 1
+            packet.id = id
+            let timeout = eventLoop.assumeIsolated().scheduleTask(in: limits.ackTimeout) { [weak self] in
+                guard let self, self.acks.removeValue(forKey: id) != nil else { return }
+                self.namespace.metrics.ackDropped()
+            }
+            acks[id] = PendingAck(callback: ack, timeout: timeout)
+        }
+        sendPacket(packet)
+    }
+
+    func sendPacket(_ packet: SocketIOPacket) {
+        guard isConnected, let connection else { return }
+        connection.send(packet.engineFrames())
+    }
+
+    func sendFrames(_ frames: [EngineFrame]) {
+        guard isConnected, let connection else { return }
+        connection.send(frames)
+    }
+
+    /// Joins `room`; does nothing once the socket is disconnected (work finishing after a disconnect must not
+    /// put a gone socket back in a room: nothing would take it out again).
+    public func join(_ room: Room) {
+        guard isConnected else { return }
+        adapter.join(id, rooms: [room])
+    }
+
+    public func leave(_ room: Room) { adapter.leave(id, room: room) }
+    public var rooms: Set<Room> { adapter.rooms(of: id) }
+
+    /// Emits to everyone in `rooms` except this socket (`socket.to(room).emit`); everyone else when `rooms` is empty
+    /// (`socket.broadcast.emit`).
+    public func broadcast(_ event: String, _ arguments: [PacketValue], to rooms: [Room]) {
+        namespace.emit(event, arguments, to: rooms, except: [id])
+    }
+
+    /// Disconnects from the namespace (sends DISCONNECT to the client).
+    public func disconnect() {
+        guard isConnected else { return }
+        sendPacket(SocketIOPacket(type: .disconnect, nsp: namespace.name))
+        connection?.socketDidDisconnect(self)
+        closed(reason: "server namespace disconnect")
+    }
+
+    /// Closes the client's whole Engine.IO session (every namespace), if it is still there.
+    public func closeSession() {
+        guard isConnected else { return }
+        connection?.closeSession()
+    }
+
+    func receivedAck(id: Int, arguments: [PacketValue]) {
+        guard let pending = acks.removeValue(forKey: id) else { return }
+        pending.timeout?.cancel()
+        pending.callback(arguments)
+    }
+
+    func received(event: String, arguments: [PacketValue], ackID: Int?) {
+        namespace.metrics.eventReceived(event)
+        namespace.handler.socket(self, event: event, arguments: arguments, ack: ackID.map { Ack(id: $0, socket: self) })
+    }
+
+    func closed(reason: String) {
+        guard isConnected else { return }
+        isConnected = false
+        for pending in acks.values { pending.timeout?.cancel() }
+        acks.removeAll()
+        namespace.handler.socketDisconnected(self, reason: reason)
+        adapter.leaveAll(id)
+        namespace.localSockets.remove(id)
+    }
+}
+
+@available(*, unavailable)
+extension Socket: Sendable {}
+
+/// Events per second with bursts for one Engine.IO session (all its sockets), and, when the server has one, for
+/// the client's address as well. Lives on the session's loop.
+public final class EventBudget {
+    private var bucket: TokenBucket
+    private let address: (limiter: any AddressBudget, key: String)?
+
+    init(rate: Double, burst: Double, address: (limiter: any AddressBudget, key: String)? = nil) {
+        self.bucket = TokenBucket(rate: rate, capacity: burst)
+        self.address = address
+    }
+
+    /// Takes one event's token; false when the session (or its address) has spent its budget.
+    public func take() -> Bool {
+        guard bucket.take() else { return false }
+        if let address, !address.limiter.take(address.key) { return false }
+        return true
+    }
+}
+
+@available(*, unavailable)
+extension EventBudget: Sendable {}
+
+/// A budget shared by every session of one client address (any thread).
+public protocol AddressBudget: Sendable {
+    func take(_ address: String) -> Bool
+}
+
+extension AddressRateLimiter: AddressBudget {
+    public func take(_ address: String) -> Bool { allow(address) }
+}

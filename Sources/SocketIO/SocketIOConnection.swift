@@ -1,0 +1,264 @@
+import EngineIO
+import Logging
+import NIOCore
+
+/// Limits of the Socket.IO layer, per Engine.IO session.
+public struct SocketIOLimits: Sendable {
+    /// Attachments one binary packet may announce.
+    public var maxAttachments = 10
+    /// Bytes the attachments of one binary packet may hold together (the engine's max payload by default).
+    public var maxAttachmentBytes = 1_000_000
+    /// Time allowed for the attachments of a binary packet to arrive after its header.
+    public var binaryTimeout: TimeAmount = .seconds(10)
+    /// How long the server waits for a client's answer to an event it sent with an ack.
+    public var ackTimeout: TimeAmount = .seconds(10)
+    /// Unanswered acks one socket may have; beyond it, new ones are not asked for.
+    public var maxPendingAcks = 32
+    /// CONNECTs refused on one session (bad token, unknown namespace, rate) before the session is closed.
+    public var maxFailedConnects = 3
+    /// Events (CONNECT included) per second per session, and the burst: the session's `EventBudget`.
+    public var eventsPerSecond = 50.0
+    public var eventBurst = 100.0
+    /// Events (CONNECT included) per second of all the sessions of one client address, and the burst; 0 = no
+    /// per-address budget. Sized for a NAT with many users, it stops one address that opens many sessions.
+    public var addressEventsPerSecond = 2_000.0
+    public var addressEventBurst = 4_000.0
+
+    public init() {}
+}
+
+/// The Socket.IO side of one Engine.IO session: decodes packets, reassembles binary packets, and keeps the
+/// session's sockets, one per connected namespace. Lives on the session's event loop (see Socket.swift for the
+/// threading and lifetime rule).
+package final class SocketIOConnection: EngineSessionDelegate {
+    /// Nil once the session is gone (the session holds this connection, not the reverse).
+    private weak var session: EngineSession?
+    let eventLoop: any EventLoop
+    let handshakeToken: String?
+    let clientAddress: String?
+    let budget: EventBudget
+    let limits: SocketIOLimits
+    let namespaces: [String: Namespace]
+    private let baseLogger: Logger
+    private let sid: String
+    /// Made when something is logged: metadata stored per connection would cost memory on every idle one.
+    var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "engine.sid"] = "\(sid)"
+        return logger
+    }
+    private var sockets = SocketsByNamespace()
+    private var pendingBinary: PendingBinary?
+    private var connectTimeout: Scheduled<Void>?
+    private var failedConnects = 0
+
+    private struct PendingBinary {
+        var packet: SocketIOPacket
+        var attachments: [ByteBuffer] = []
+        var bytes = 0
+        let timeout: Scheduled<Void>
+    }
+
+    package init(
+        session: EngineSession,
+        namespaces: [String: Namespace],
+        connectTimeout: TimeAmount,
+        limits: SocketIOLimits = SocketIOLimits(),
+        addressBudget: (any AddressBudget)? = nil,
+        logger: Logger
+    ) {
+        self.session = session
+        self.sid = session.sid
+        self.eventLoop = session.eventLoop
+        self.handshakeToken = session.handshakeToken
+        self.clientAddress = session.clientAddress
+        self.limits = limits
+        self.budget = EventBudget(
+            rate: limits.eventsPerSecond,
+            burst: limits.eventBurst,
+            address: addressBudget.flatMap { limiter in session.clientKey.map { (limiter, $0) } }
+        )
+        self.namespaces = namespaces
+        self.baseLogger = logger
+        // Like the reference: an Engine.IO connection that joins no namespace in time is closed.
+        self.connectTimeout = session.eventLoop.assumeIsolated().scheduleTask(in: connectTimeout) { [weak session] in
+            guard let session else { return }
+            session.close(reason: .forcedClose)
+        }
+    }
+
+    func send(_ frames: [EngineFrame]) {
+        session?.send(frames)
+    }
+
+    func closeSession() {
+        session?.close(reason: .forcedClose)
+    }
+
+    package func engineSession(_ session: EngineSession, didReceiveText payload: ByteBuffer) {
+        if pendingBinary != nil {
+            return protocolError("text packet while reconstructing a binary packet")
+        }
+        let packet: SocketIOPacket
+        do {
+            packet = try SocketIOPacket.decode(payload)
+        } catch {
+            return protocolError(error.description)
+        }
+        if (packet.type == .binaryEvent || packet.type == .binaryAck) && packet.attachmentCount > 0 {
+            guard packet.attachmentCount <= limits.maxAttachments else {
+                return protocolError("\(packet.attachmentCount) attachments announced, at most \(limits.maxAttachments)")
+            }
+            let timeout = eventLoop.assumeIsolated().scheduleTask(in: limits.binaryTimeout) { [weak self] in
+                guard let self, self.pendingBinary != nil else { return }
+                self.protocolError("the attachments of a binary packet did not arrive in time")
+            }
+            pendingBinary = PendingBinary(packet: packet, timeout: timeout)
+        } else {
+            handle(packet)
+        }
+    }
+
+    package func engineSession(_ session: EngineSession, didReceiveBinary payload: ByteBuffer) {
+        guard var pending = pendingBinary else {
+            return protocolError("unexpected binary attachment")
+        }
+        pendingBinary = nil  // one reference: appending does not copy the array
+        pending.bytes += payload.readableBytes
+        guard pending.bytes <= limits.maxAttachmentBytes else {
+            pending.timeout.cancel()
+            return protocolError("the attachments of a binary packet exceed \(limits.maxAttachmentBytes) bytes")
+        }
+        pending.attachments.append(payload)
+        if pending.attachments.count < pending.packet.attachmentCount {
+            pendingBinary = pending
+            return
+        }
+        pending.timeout.cancel()
+        var packet = pending.packet
+        do {
+            packet.data = try packet.data.map { value throws(SocketIOPacket.DecodeError) in
+                try SocketIOPacket.insertAttachments(value, pending.attachments)
+            }
+        } catch {
+            return protocolError(error.description)
+        }
+        handle(packet)
+    }
+
+    package func engineSession(_ session: EngineSession, didCloseWithReason reason: EngineSession.CloseReason) {
+        connectTimeout?.cancel()
+        connectTimeout = nil
+        pendingBinary?.timeout.cancel()
+        pendingBinary = nil
+        let sockets = self.sockets
+        self.sockets.removeAll()
+        for socket in sockets.all { socket.closed(reason: reason.rawValue) }
+    }
+
+    private func protocolError(_ reason: String) {
+        logger.debug("closing session on a protocol error", metadata: ["error": "\(reason)"])
+        session?.close(reason: .parseError)
+    }
+
+    private func handle(_ packet: SocketIOPacket) {
+        switch packet.type {
+        case .connect:
+            connect(packet)
+        case .disconnect:
+            if let socket = sockets.removeValue(forKey: packet.nsp) {
+                socket.closed(reason: "client namespace disconnect")
+            }
+        case .event, .binaryEvent:
+            guard let socket = sockets[packet.nsp] else {
+                return protocolError("event for a namespace that is not connected")
+            }
+            guard case .array(var arguments)? = packet.data else { return }
+            let name: String
+            switch arguments.removeFirst() {
+            case .string(let s): name = s
+            case .number(let n): name = PacketValue.number(n).jsonString
+            default: return
+            }
+            // Reserved names are a protocol error, as for the reference parser.
+            guard !Self.reservedEvents.contains(name) else { return protocolError("reserved event name \(name)") }
+            socket.received(event: name, arguments: arguments, ackID: packet.id)
+        case .ack, .binaryAck:
+            guard let socket = sockets[packet.nsp], let id = packet.id, case .array(let arguments)? = packet.data
+            else { return }
+            socket.receivedAck(id: id, arguments: arguments)
+        case .connectError:
+            protocolError("CONNECT_ERROR from a client")
+        }
+    }
+
+    private func connect(_ packet: SocketIOPacket) {
+        guard let namespace = namespaces[packet.nsp] else {
+            return refuseConnect(packet.nsp, "Invalid namespace")
+        }
+        guard sockets[packet.nsp] == nil else { return }
+        // A CONNECT costs an event: `40`/`41` in a loop cannot make sockets (and application work) for free.
+        guard budget.take() else {
+            namespace.metrics.error("rate_limited")
+            return refuseConnect(packet.nsp, "Too many connection attempts")
+        }
+        let socket = Socket(id: IDGenerator.next(), namespace: namespace, connection: self)
+        if let message = namespace.handler.socketWillConnect(socket, auth: packet.data) {
+            return refuseConnect(packet.nsp, message)
+        }
+        connectTimeout?.cancel()
+        connectTimeout = nil
+        sockets[packet.nsp] = socket
+        namespace.localSockets.add(socket)
+        namespace.adapter.join(socket.id, rooms: [socket.id])
+        send(SocketIOPacket(type: .connect, nsp: packet.nsp, data: .object([("sid", .string(socket.id))])).engineFrames())
+        namespace.handler.socketConnected(socket)
+    }
+
+    /// Answers a CONNECT with CONNECT_ERROR; a session that keeps failing is closed.
+    private func refuseConnect(_ nsp: String, _ message: String) {
+        send(SocketIOPacket(type: .connectError, nsp: nsp, data: .object([("message", .string(message))])).engineFrames())
+        failedConnects += 1
+        if failedConnects >= limits.maxFailedConnects {
+            logger.debug("closing session after failed CONNECTs", metadata: ["count": "\(failedConnects)"])
+            session?.close(reason: .forcedClose)
+        }
+    }
+
+    static let reservedEvents: Set<String> = [
+        "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
+    ]
+
+    func socketDidDisconnect(_ socket: Socket) {
+        if sockets[socket.namespace.name] === socket { sockets[socket.namespace.name] = nil }
+    }
+}
+
+@available(*, unavailable)
+extension SocketIOConnection: Sendable {}
+
+/// A connection's sockets by namespace. Nearly every connection has one socket, on `/`: it gets a stored
+/// property, so an idle connection allocates no dictionary.
+struct SocketsByNamespace {
+    private var main: Socket?
+    private var others: [String: Socket] = [:]
+
+    subscript(nsp: String) -> Socket? {
+        get { nsp == "/" ? main : others[nsp] }
+        set {
+            if nsp == "/" { main = newValue } else { others[nsp] = newValue }
+        }
+    }
+
+    mutating func removeValue(forKey nsp: String) -> Socket? {
+        defer { self[nsp] = nil }
+        return self[nsp]
+    }
+
+    mutating func removeAll() {
+        main = nil
+        others.removeAll()
+    }
+
+    var all: [Socket] { (main.map { [$0] } ?? []) + Array(others.values) }
+}
