@@ -12,10 +12,11 @@ import re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RESULTS = os.path.join(HERE, "results")
+RESULTS = os.environ.get("SIGNAL_BENCH_RESULTS", os.path.join(HERE, "results"))
 
 # Node.js socket.io 4.8.1 + @socket.io/redis-adapter 8.2.1 on this machine kind (shared/notes/performance.md,
-# median of 3 runs with a Python asyncio load generator); it cannot be installed here.
+# median of 3 runs with a Python asyncio load generator): used only where this run has no Node.js cluster
+# (bench/run.py skips it without ../shared/anchors); otherwise the Node.js figures are measured in the run.
 NODE = {
     "cpu_delivery": 152, "cpu_signal": 730, "cpu_join": 1660, "kb_conn_5k": 12.8, "kb_conn_marginal": 9.8,
     "delivery_p50": 0.5, "delivery_p99": 7.7, "signal_p50": 0.7, "signal_p99": 6.2, "saturation": 13000,
@@ -52,7 +53,7 @@ def idle_step(doc, n):
 
 def figures(tag):
     out = {}
-    for impl in ("swift", "python"):
+    for impl in ("swift", "python", "node"):
         m, i, c = load(f"{impl}-main{tag}"), load(f"{impl}-idle{tag}"), load(f"{impl}-connect{tag}")
         b, s, sig, con = phase(m, "broadcast"), phase(m, "saturate"), phase(m, "signal"), phase(m, "connect")
         f = {
@@ -102,7 +103,28 @@ def figures(tag):
                 "cpu": p.get("cpu_us_per_event"), "lat": p.get("latency", {}), "lost": p.get("lost"),
             }
     out["fanout"] = fan
+    curve = {}
+    for name in sorted(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else []:
+        m_ = re.fullmatch(r"(swift|node|python)-curve-(\d+)" + re.escape(tag) + r"\.json", name)
+        if not m_:
+            continue
+        b = phase(load(name[:-5]), "broadcast")
+        if b:
+            curve.setdefault(m_.group(1), {})[int(m_.group(2))] = {
+                "offered": 4 * int(m_.group(2)), "rate": b.get("deliveries_per_s"), "cpu": b.get("cpu_us_per_event"),
+                "p50": b.get("latency", {}).get("p50_ms"), "p99": b.get("latency", {}).get("p99_ms"),
+                "lost": b.get("lost"), "reordered": b.get("reordered"),
+                "by_process": b.get("cpu_us_per_event_by_process", {})}
+    out["curve"] = curve
     return out
+
+
+def node_reference(F):
+    """The Node.js figures to compare with: measured in this run when it had a Node.js cluster, else the notes'."""
+    nd = F.get("node") or {}
+    if nd.get("cpu_delivery") is not None:
+        return {k: nd.get(k) for k in NODE}, "Node.js socket.io 4.8.1 (this run)", True
+    return dict(NODE), "Node.js socket.io (notes)", False
 
 
 def median_of(F, impl, key):
@@ -139,14 +161,18 @@ def meets(v, target, lower=True):
 
 def markdown(F):
     sw, py, fan = F["swift"], F["python"], F["fanout"]
+    NR, node_label, live = node_reference(F)
     L = []
+    if not live:
+        L.append("*No Node.js cluster in this run (bench/run.py needs ../shared/anchors and `node`): the Node.js "
+                 "column is from the notes, measured with another load generator.*\n")
     L.append("### Cost at the fixed offered load (the method of shared/notes/performance.md)\n")
     L.append("200 clients in rooms of 4 over 2 nodes (every room has members on both nodes), 400 room messages/s "
              "(1,600 deliveries/s) for 10 s; 100 offer→answer→ICE rounds/s between two members of a room on "
              "different nodes (1.5 KB SDP) for 10 s; idle connections on node 1, each joined to a room, ramped at "
              "200/s. CPU = utime+stime of both nodes and redis-server over the phase (drain included), divided by "
              "the events delivered. Latencies are measured at the client from the intended send time.\n")
-    L.append("| metric | python-socketio (this run) | **signal-node (this run)** | Node.js socket.io (notes) "
+    L.append(f"| metric | python-socketio (this run) | **signal-node (this run)** | {node_label} "
              "| target | vs Node.js | vs python-socketio | target met |")
     L.append("|---|---|---|---|---|---|---|---|")
     rows = [
@@ -160,14 +186,14 @@ def markdown(F):
         ("signal latency p99, per hop (ms)", "signal_p99", True),
     ]
     for label, k, lower in rows:
-        L.append(f"| {label} | {fmt(py.get(k), 2)} | **{fmt(sw.get(k), 2)}** | {fmt(NODE[k], 2)} | "
-                 f"{'≤' if lower else '≥'} {fmt(TARGET[k], 2)} | {ratio(sw.get(k), NODE[k], lower)} | "
+        L.append(f"| {label} | {fmt(py.get(k), 2)} | **{fmt(sw.get(k), 2)}** | {fmt(NR[k], 2)} | "
+                 f"{'≤' if lower else '≥'} {fmt(TARGET[k], 2)} | {ratio(sw.get(k), NR[k], lower)} | "
                  f"{ratio(sw.get(k), py.get(k), lower)} | {meets(sw.get(k), TARGET[k], lower)} |")
     L.append("")
     L.append(f"Also measured: CPU per offer→answer→ICE round {fmt(sw.get('cpu_round'))} µs (python-socketio "
              f"{fmt(py.get('cpu_round'))}); marginal RSS per idle connection from 1k to 5k "
              f"{fmt(sw.get('kb_conn_marginal'), 2)} KB (python-socketio {fmt(py.get('kb_conn_marginal'), 2)}, "
-             f"Node.js {NODE['kb_conn_marginal']}); CPU per connect+join of the 200 working clients "
+             f"Node.js {fmt(NR['kb_conn_marginal'], 2)}); CPU per connect+join of the 200 working clients "
              f"{fmt(sw.get('cpu_join_main'))} µs (python-socketio {fmt(py.get('cpu_join_main'))}; 1 s window, 10 ms "
              f"ticks). Breakdown of the CPU per room delivery, signal-node: "
              + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(sw.get("cpu_delivery_by_process", {}).items()))
@@ -187,7 +213,8 @@ def markdown(F):
              f"{fmt(py.get('broadcast_errors'))}+{fmt(py.get('signal_errors'))}; deliveries out of the sender's "
              f"order: {fmt(sw.get('reordered'))} / {fmt(py.get('reordered'))}.\n")
 
-    L.append("**Caveat on the Node.js column.** Node.js was measured by a different (Python asyncio) load generator. "
+    if not live:
+      L.append("**Caveat on the Node.js column.** Node.js was measured by a different (Python asyncio) load generator. "
              "The same python-socketio 5.18 cluster that the notes give as "
              f"{PY_NOTES['cpu_delivery']} µs per delivery and {PY_NOTES['delivery_p50']} / {PY_NOTES['delivery_p99']} ms "
              f"measures {fmt(py.get('cpu_delivery'))} µs and {fmt(py.get('delivery_p50'), 2)} / "
@@ -196,10 +223,10 @@ def markdown(F):
              "(Node.js estimate = python-socketio in this run × Node.js notes / python-socketio notes, with the median "
              "of this run and its repeats where there are repeats; a rough estimate that assumes both servers gain "
              "alike):\n")
-    L.append("| metric | python-socketio: notes → this run (median of the runs) | Node.js estimate for this run "
-             "| signal-node (median of the runs) | vs the estimate |")
-    L.append("|---|---|---|---|---|")
-    for label, k, lower in rows + [("room deliveries/s at saturation", "saturation", False)]:
+      L.append("| metric | python-socketio: notes → this run (median of the runs) | Node.js estimate for this run "
+               "| signal-node (median of the runs) | vs the estimate |")
+      L.append("|---|---|---|---|---|")
+    for label, k, lower in (rows + [("room deliveries/s at saturation", "saturation", False)]) if not live else []:
         pn, nn = PY_NOTES.get(k), NODE.get(k)
         pt, ours = median_of(F, "python", k), median_of(F, "swift", k)
         if None in (pn, pt, nn, ours):
@@ -209,7 +236,7 @@ def markdown(F):
                  f"{ratio(ours, est, lower)} |")
     L.append("")
     busy = []
-    for impl in ("swift", "python"):
+    for impl in ("swift", "node", "python"):
         for scen, doc in sorted(F[impl]["docs"].items()):
             if doc and doc.get("background_busy") is not None:
                 busy.append(f"{impl}-{scen} {100 * doc['background_busy']:.0f}%")
@@ -217,27 +244,30 @@ def markdown(F):
         L.append("Share of the machine busy with other work, sampled for 2 s just before each scenario: "
                  + ", ".join(busy) + ".\n")
     L.append("### Throughput and rates (the issue's targets)\n")
-    L.append("| metric | python-socketio (this run) | **signal-node (this run)** | Node.js (notes) | target "
+    L.append(f"| metric | python-socketio (this run) | **signal-node (this run)** | {node_label} | target "
              "| vs Node.js | vs python-socketio |")
     L.append("|---|---|---|---|---|---|---|")
     L.append(f"| room deliveries/s at saturation (closed loop, 4 msgs in flight per client) | "
-             f"{fmt(py.get('saturation'))} | **{fmt(sw.get('saturation'))}** | {fmt(NODE['saturation'])} | "
-             f"≥ 5× Node.js = {fmt(5 * NODE['saturation'])} | {ratio(sw.get('saturation'), NODE['saturation'], False)}"
+             f"{fmt(py.get('saturation'))} | **{fmt(sw.get('saturation'))}** | {fmt(NR['saturation'])} | "
+             f"≥ 5× Node.js = {fmt(5 * NR['saturation'])} | {ratio(sw.get('saturation'), NR['saturation'], False)}"
              f" | {ratio(sw.get('saturation'), py.get('saturation'), False)} |")
     L.append(f"| signal latency p50 / p99 (ms) | {fmt(py.get('signal_p50'), 2)} / {fmt(py.get('signal_p99'), 2)} | "
-             f"**{fmt(sw.get('signal_p50'), 2)} / {fmt(sw.get('signal_p99'), 2)}** | {NODE['signal_p50']} / "
-             f"{NODE['signal_p99']} | ≤ half of Node.js | {ratio(sw.get('signal_p50'), NODE['signal_p50'])} / "
-             f"{ratio(sw.get('signal_p99'), NODE['signal_p99'])} | {ratio(sw.get('signal_p50'), py.get('signal_p50'))}"
+             f"**{fmt(sw.get('signal_p50'), 2)} / {fmt(sw.get('signal_p99'), 2)}** | {NR['signal_p50']} / "
+             f"{NR['signal_p99']} | ≤ half of Node.js | {ratio(sw.get('signal_p50'), NR['signal_p50'])} / "
+             f"{ratio(sw.get('signal_p99'), NR['signal_p99'])} | {ratio(sw.get('signal_p50'), py.get('signal_p50'))}"
              f" / {ratio(sw.get('signal_p99'), py.get('signal_p99'))} |")
     node_join_cap = 1e6 / NODE["cpu_join"]
+    nd_rate = (F.get("node") or {}).get("connect_rate")
     L.append(f"| connect+join rate, as fast as it goes (2,000 clients, 64 handshakes in flight) | "
-             f"{fmt(py.get('connect_rate'))}/s | **{fmt(sw.get('connect_rate'))}/s** | not measured (≈ "
-             f"{fmt(node_join_cap)}/s per core of CPU from its 1,660 µs per join) | ≥ 3× Node.js | "
-             f"{ratio(sw.get('connect_rate'), node_join_cap, False)} (vs the CPU bound) | "
+             f"{fmt(py.get('connect_rate'))}/s | **{fmt(sw.get('connect_rate'))}/s** | "
+             + (f"{fmt(nd_rate)}/s" if nd_rate else f"not measured (≈ {fmt(node_join_cap)}/s per core of CPU from "
+                f"its 1,660 µs per join)") + " | ≥ 3× Node.js | "
+             f"{ratio(sw.get('connect_rate'), nd_rate or node_join_cap, False)}"
+             f"{'' if nd_rate else ' (vs the CPU bound)'} | "
              f"{ratio(sw.get('connect_rate'), py.get('connect_rate'), False)} |")
     L.append(f"| KB of RSS per idle WebSocket connection at 5k | {fmt(py.get('kb_conn_5k'), 2)} | "
-             f"**{fmt(sw.get('kb_conn_5k'), 2)}** | {NODE['kb_conn_5k']} | ≤ 8 | "
-             f"{ratio(sw.get('kb_conn_5k'), NODE['kb_conn_5k'])} | {ratio(sw.get('kb_conn_5k'), py.get('kb_conn_5k'))} |")
+             f"**{fmt(sw.get('kb_conn_5k'), 2)}** | {NR['kb_conn_5k']} | ≤ 8 | "
+             f"{ratio(sw.get('kb_conn_5k'), NR['kb_conn_5k'])} | {ratio(sw.get('kb_conn_5k'), py.get('kb_conn_5k'))} |")
     L.append("")
     for impl, f in (("signal-node", sw), ("python-socketio", py)):
         cpu = f.get("saturation_cpu_ms") or {}
@@ -292,6 +322,25 @@ def markdown(F):
                 cells.append(" / ".join(vals))
             L.append(f"| {label} | {cells[0]} | {cells[1]} |")
         L.append("")
+    curve = F.get("curve") or {}
+    if curve:
+        L.append("### CPU per delivery against offered load\n")
+        L.append("One cluster per server, 200 clients in rooms of 4 over 2 nodes, room broadcast for the phase's "
+                 "duration at each offered load (`bench/run.py --scenario curve`); CPU of both nodes and redis-server "
+                 "per delivery, and the ratio signal-node / Node.js (the issue's goal: ≤ 0.2× at 1,600/s, ≤ 0.25× at "
+                 "6,000/s):\n")
+        L.append("| offered deliveries/s | python-socketio µs (p99 ms) | Node.js µs (p99 ms) | **signal-node µs "
+                 "(p99 ms)** | signal-node / Node.js | lost (ours / Node.js / python) |")
+        L.append("|---|---|---|---|---|---|")
+        for r in sorted(set().union(*[set(v) for v in curve.values()])):
+            c = {impl: curve.get(impl, {}).get(r, {}) for impl in ("python", "node", "swift")}
+            ours, nd = c["swift"].get("cpu"), c["node"].get("cpu")
+            rr = f"{ours / nd:.2f}×" if ours and nd else "–"
+            L.append(f"| {4 * r:,} | " + " | ".join(
+                (("**" if impl == "swift" else "") + f"{fmt(c[impl].get('cpu'))} ({fmt(c[impl].get('p99'), 2)})"
+                 + ("**" if impl == "swift" else "")) for impl in ("python", "node", "swift"))
+                + f" | {rr} | " + " / ".join(fmt(c[i].get("lost")) for i in ("swift", "node", "python")) + " |")
+        L.append("")
     L.append("### Memory per idle connection (RSS of node 1)\n")
     L.append("| connections | python-socketio KB/conn (marginal) | signal-node KB/conn (marginal) | signal-node RSS MB |")
     L.append("|---|---|---|---|")
@@ -329,10 +378,11 @@ def plot(F, path):
     import matplotlib.ticker
 
     sw, py = F["swift"], F["python"]
-    names = ["python-socketio", "Node.js (notes)", "signal-node"]
+    NR, node_label, live = node_reference(F)
+    names = ["python-socketio", node_label, "signal-node"]
     colors = ["#4b8bbe", "#8cc84b", "#f05138"]
     fig, ax = plt.subplots(2, 3, figsize=(16, 9))
-    fig.suptitle("signal-node vs python-socketio (same run, same machine) and Node.js socket.io (notes)")
+    fig.suptitle("signal-node vs python-socketio and " + node_label + " (same machine)")
 
     def bars(a, vals, title, ylabel, log=False):
         xs = range(len(vals))
@@ -346,7 +396,7 @@ def plot(F, path):
             if v:
                 a.annotate(fmt(v, 2), (x, v), ha="center", va="bottom", fontsize=8)
 
-    bars(ax[0][0], [py.get("saturation"), NODE["saturation"], sw.get("saturation")],
+    bars(ax[0][0], [py.get("saturation"), NR["saturation"], sw.get("saturation")],
          "Room deliveries/s at saturation", "deliveries/s")
 
     def plain(a):
@@ -363,9 +413,9 @@ def plot(F, path):
             if lat.get("count"):
                 a.plot(range(4), [lat[k] for k in keys], marker="o", label=name, color=c)
         if key == "delivery_lat":
-            a.plot([0, 2], [NODE["delivery_p50"], NODE["delivery_p99"]], "s--", color=colors[1], label=names[1])
+            a.plot([0, 2], [NR["delivery_p50"], NR["delivery_p99"]], "s--", color=colors[1], label=names[1])
         else:
-            a.plot([0, 2], [NODE["signal_p50"], NODE["signal_p99"]], "s--", color=colors[1], label=names[1])
+            a.plot([0, 2], [NR["signal_p50"], NR["signal_p99"]], "s--", color=colors[1], label=names[1])
         a.set_xticks(range(4), [f"p{p:g}" for p in ps])
         a.set_yscale("log")
         plain(a)
@@ -379,7 +429,7 @@ def plot(F, path):
     w = 0.27
     metrics = [("cpu_delivery", "per delivery"), ("cpu_signal", "per signal"), ("cpu_join", "per connect+join")]
     a = ax[1][0]
-    for j, (f, name) in enumerate(((py, names[0]), (NODE, names[1]), (sw, names[2]))):
+    for j, (f, name) in enumerate(((py, names[0]), (NR, names[1]), (sw, names[2]))):
         vals = [f.get(k) or 0 for k, _ in metrics]
         a.bar([x + (j - 1) * w for x in xs], vals, w, label=name, color=colors[j])
     a.set_xticks(list(xs), [m for _, m in metrics])
@@ -393,7 +443,7 @@ def plot(F, path):
         if st:
             a.plot([s["connections"] for s in st], [s.get("kb_per_connection", 0) for s in st], marker="o",
                    label=name, color=c)
-    a.plot([5000], [NODE["kb_conn_5k"]], "s", color=colors[1], label=names[1])
+    a.plot([5000], [NR["kb_conn_5k"]], "s", color=colors[1], label=names[1])
     a.axhline(8, ls=":", color="gray", label="target 8 KB")
     a.set_xlabel("idle connections on the node")
     a.set_ylabel("KB RSS per connection")
@@ -417,10 +467,31 @@ def plot(F, path):
     fig.savefig(path, dpi=90)
 
 
+def plot_curve(curve, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for impl, name, color in (("python", "python-socketio", "#4b8bbe"), ("node", "Node.js socket.io 4.8.1", "#8cc84b"),
+                              ("swift", "signal-node", "#f05138")):
+        pts = sorted((v["offered"], v["cpu"]) for v in curve.get(impl, {}).values() if v.get("cpu"))
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=color)
+    ax.set_xlabel("offered room deliveries/s")
+    ax.set_ylabel("CPU µs per delivery (nodes + Redis)")
+    ax.set_yscale("log")
+    ax.set_title("CPU per delivery against offered load (same run, same load generator)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tag", default="")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-update", action="store_true", help="print the figures; leave BENCHMARKS.md alone")
     ap.add_argument("--before", default="", help="tag of an earlier run of the same scenarios, e.g. -579e8ba")
     ap.add_argument("--before-label", default="the server changes since")
     args = ap.parse_args()
@@ -434,7 +505,7 @@ def main():
     with open(os.path.join(RESULTS, f"figures{args.tag}.md"), "w") as f:
         f.write(md + "\n")
     bm = os.path.join(ROOT, "BENCHMARKS.md")
-    if os.path.exists(bm):
+    if os.path.exists(bm) and not args.no_update:
         text = open(bm).read()
         new = re.sub(r"(<!-- figures:begin -->\n).*?(<!-- figures:end -->)", lambda m: m.group(1) + md + "\n" + m.group(2),
                      text, flags=re.S)
@@ -442,6 +513,8 @@ def main():
             open(bm, "w").write(new)
     if not args.no_plot:
         plot(F, os.path.join(RESULTS, f"benchmarks{args.tag}.png"))
+        if F.get("curve"):
+            plot_curve(F["curve"], os.path.join(RESULTS, f"curve{args.tag}.png"))
     print(md)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Benchmark run: our cluster (2 signal-node + redis-server) and a python-socketio cluster (2 nodes of
-Tests/integration/reference_server.py --redis (AsyncRedisManager) + redis-server) under the same load from signal-bench, one after
-the other on this machine. Writes bench/results/<impl>-<scenario>.json; then bench/report.py turns them into
+"""Benchmark run: our cluster (2 signal-node + redis-server), a Node.js cluster (2 processes of the seed's server on
+socket.io 4.8.1 + @socket.io/redis-adapter 8.2.1, from ../shared/anchors, + redis-server) and a python-socketio
+cluster (2 nodes of Tests/integration/reference_server.py --redis (AsyncRedisManager) + redis-server) under the
+same load from signal-bench, one after the other on this machine. Writes bench/results/<impl>-<scenario>.json; then bench/report.py turns them into
 BENCHMARKS.md figures and bench/results/plot.png.
 
 Scenarios, each on a freshly started cluster (see /work/shared/notes/performance.md for the method):
@@ -12,8 +13,15 @@ Scenarios, each on a freshly started cluster (see /work/shared/notes/performance
   connect  connect+join 2,000 clients as fast as they go (64 handshakes in flight): the connect+join rate
   fanout   rooms hosted entirely on one node (layout local), 400 msgs/s: bytes each node receives from Redis
            (ours: --redis-mode pattern and per-room)
+  curve    connect+join 200 clients, then room broadcast at each offered load of --curve-rates (messages/s; rooms
+           of 4, so 4 deliveries each: 400 = 1,600 deliveries/s, 1500 = 6,000/s), one cluster, 10 s each:
+           CPU per delivery against offered load
 
-Usage: python3 bench/run.py [--impl swift,python] [--scenario main,idle,fanout] [--idle-counts 1000,5000,10000]
+The Node.js cluster needs ../shared/anchors (the team's shared folder: the node_modules tarball and seed_node.js)
+and `node`; where either is missing it is skipped with a message, and the report says so.
+
+Usage: python3 bench/run.py [--impl swift,node,python] [--scenario main,connect,idle,fanout,curve]
+                            [--idle-counts 1000,5000,10000] [--curve-rates 100,400,800,1500]
 Needs: release builds of signal-node and signal-bench (--bin-dir), redis-server, python-socketio, redis (PyPI).
 """
 
@@ -32,12 +40,29 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE_SERVER = os.path.join(os.path.dirname(HERE), "Tests", "integration", "reference_server.py")
 ROOT = os.path.dirname(HERE)
-RESULTS = os.path.join(HERE, "results")
+RESULTS = os.environ.get("SIGNAL_BENCH_RESULTS", os.path.join(HERE, "results"))
+ANCHORS = os.environ.get("SIGNAL_ANCHORS_DIR", os.path.join(os.path.dirname(ROOT), "shared", "anchors"))
+NODE_MODULES = os.path.join(ROOT, ".build-anchors")
 
 # Every bench client comes from 127.0.0.1: per-socket and per-address limits off.
 EVENT_LIMITS = ["--event-rate", "1000000", "--event-burst", "1000000",
                 "--handshake-rate", "0", "--max-tcp-connections-per-address", "0",
                 "--address-event-rate", "0"]
+
+
+def node_anchor():
+    """The Node.js peer: (seed_node.js, node_modules dir), unpacking the tarball once; or a reason it is absent."""
+    seed = os.path.join(ANCHORS, "seed_node.js")
+    tarball = os.path.join(ANCHORS, "node-socketio-4.8.1.tgz")
+    if not shutil.which("node"):
+        return None, "`node` is not installed"
+    if not (os.path.exists(seed) and os.path.exists(tarball)):
+        return None, f"{ANCHORS} (seed_node.js and node-socketio-4.8.1.tgz) is absent: it is the team's shared folder"
+    marker = os.path.join(NODE_MODULES, "node_modules", "socket.io", "package.json")
+    if not os.path.exists(marker):
+        os.makedirs(NODE_MODULES, exist_ok=True)
+        subprocess.run(["tar", "-xzf", tarball, "-C", NODE_MODULES], check=True)
+    return (seed, NODE_MODULES), None
 
 
 def wait_http(url, timeout=20.0):
@@ -81,12 +106,18 @@ class Cluster:
                 cmd = [os.path.join(self.bin_dir, "signal-node"), "--host", "127.0.0.1", "--port", str(port),
                        "--redis", url, "--redis-mode", self.mode, "--node-id", f"n{n}", "--ice-event", "underscore",
                        "--log-level", "warning", *EVENT_LIMITS]
+            elif self.impl == "node":
+                (seed, modules), _ = node_anchor()
+                cmd = ["node", seed, "--host", "127.0.0.1", "--port", str(port), "--redis", url, "--quiet"]
             else:
                 cmd = [sys.executable, REFERENCE_SERVER, "--host", "127.0.0.1",
                        "--port", str(port), "--redis", url, "--ice-event", "underscore"]
-            self.procs[f"node{n}"] = subprocess.Popen(cmd, stdout=log, stderr=log)
+            env = dict(os.environ, SIO_NODE_MODULES_DIR=NODE_MODULES) if self.impl == "node" else None
+            self.procs[f"node{n}"] = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         for n in (1, 2):
-            wait_http(f"http://127.0.0.1:{self.base_port + n}/healthz")
+            # The seed has no /healthz: any answer of the Engine.IO endpoint says it is listening.
+            path = "/socket.io/?EIO=4&transport=polling" if self.impl == "node" else "/healthz"
+            wait_http(f"http://127.0.0.1:{self.base_port + n}{path}")
             if self.impl == "swift":
                 wait_http(f"http://127.0.0.1:{self.base_port + n}/readyz")
         time.sleep(1.0)
@@ -163,8 +194,10 @@ def bench(bin_dir, cluster, label, out, extra, background=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--impl", default="swift,python")
-    ap.add_argument("--scenario", default="main,connect,idle,fanout")
+    ap.add_argument("--impl", default="swift,node,python")
+    ap.add_argument("--scenario", default="main,connect,idle,fanout,curve")
+    ap.add_argument("--curve-rates", default="100,400,800,1500",
+                    help="offered loads of the curve scenario, room messages/s (x4 deliveries)")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, ".build", "release"))
     ap.add_argument("--idle-counts", default="1000,5000,10000")
     ap.add_argument("--clients", type=int, default=200)
@@ -187,12 +220,18 @@ def main():
             sys.exit(f"missing {tool}")
 
     # Unusual ports below the ephemeral range (32768+), where a client socket could take them first.
-    ports = {"swift": (23391, 23100), "python": (23392, 23200)}
+    ports = {"swift": (23391, 23100), "python": (23392, 23200), "node": (23393, 23300)}
     common = ["--clients", str(args.clients), "--rate", str(args.rate), "--duration", str(args.duration),
               "--saturate-duration", str(args.duration), "--signal-rate", str(args.signal_rate),
               "--window", str(args.window), "--threads", str(args.threads)]
     for impl in args.impl.split(","):
+        if impl == "node":
+            _, why = node_anchor()
+            if why:
+                print(f"\n=== skipping Node.js socket.io: {why} ===", flush=True)
+                continue
         rport, base = ports[impl]
+        ice = ["--ice-event", "ice-candidate"] if impl == "node" else []  # the seed relays ICE as ice-candidate
         for scen in args.scenario.split(","):
             modes = ["pattern", "per-room"] if (scen == "fanout" and impl == "swift") else ["pattern"]
             for mode in modes:
@@ -208,13 +247,21 @@ def main():
                         extra = ["--phases", "idle", "--idle-counts", args.idle_counts, "--rss", "node1",
                                  "--idle-url", c.urls()[0], "--idle-connect-rate", "200", "--threads",
                                  str(args.threads)]
+                    elif scen == "curve":
+                        for rate in args.curve_rates.split(","):
+                            out_r = os.path.join(RESULTS, f"{impl}-curve-{rate}{args.tag}.json")
+                            opts = dict(zip(common[::2], common[1::2]), **{"--rate": rate})
+                            extra = ["--phases", "connect,broadcast",
+                                     *[x for kv in opts.items() for x in kv], *ice]
+                            bench(args.bin_dir, c, f"{impl} at {rate} msgs/s", out_r, extra, background)
+                        continue
                     elif scen == "connect":
                         extra = ["--phases", "connect", "--clients", "2000", "--connect-rate", "100000",
                                  "--max-connecting", "64", "--threads", str(args.threads)]
                     else:
                         extra = ["--phases", "broadcast", "--layout", "local", *common]
-                    bench(args.bin_dir, c, f"{impl}" + (f" ({mode})" if impl == "swift" else ""), out, extra,
-                          background)
+                    bench(args.bin_dir, c, f"{impl}" + (f" ({mode})" if impl == "swift" else ""), out,
+                          extra + ice, background)
                 finally:
                     c.stop()
                 time.sleep(1)
