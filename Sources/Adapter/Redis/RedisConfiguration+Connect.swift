@@ -16,7 +16,7 @@ extension RedisConfiguration {
         let handshake = self.handshake
         let healthCheckInterval = self.healthCheckInterval
         let connectTimeout = self.connectTimeout
-        return ClientBootstrap(group: eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(self.connectTimeout)
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
@@ -36,7 +36,14 @@ extension RedisConfiguration {
                     )
                 }
             }
-            .connect(host: self.host, port: self.port)
+        let connected: EventLoopFuture<any Channel>
+        if let address = try? SocketAddress(ipAddress: self.host, port: self.port) {
+            // An IP address needs no resolver: no hop to getaddrinfo's thread on every reconnect attempt.
+            connected = bootstrap.connect(to: address)
+        } else {
+            connected = bootstrap.connect(host: self.host, port: self.port)
+        }
+        return connected
             .flatMap { channel in
                 guard !handshake.isEmpty else { return channel.eventLoop.makeSucceededFuture(channel) }
                 let replies = handshake.map { command in
