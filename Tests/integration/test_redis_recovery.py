@@ -22,7 +22,7 @@ import time
 import pytest
 
 from cluster import (MODES, REDIS_BIN, REQUEST_CHANNEL, RespClient, cluster_clients,  # noqa: F401
-                     cluster_factory, encode_command, numsub, redis_command, room_channel)
+                     cluster_factory, encode_command, http_status, numsub, redis_command, room_channel)
 from conftest import REPORT_LINES, TIMEOUT, unique
 
 SEND_INTERVAL = 0.010
@@ -186,6 +186,17 @@ async def expect_one_subscription_per_node(port, mode, room, nodes=2, timeout=3.
         await asyncio.sleep(0.05)
 
 
+async def ready_again(c, since, timeout=5.0):
+    """Seconds from `since` until every node's /readyz answers 200 (subscriptions acknowledged,
+    publisher connected, presence registered)."""
+    deadline = since + timeout
+    for node in c.nodes:
+        while await http_status(node.url, "/readyz", timeout=1.0) != 200:
+            assert time.monotonic() < deadline, f"{node}: /readyz not 200 within {timeout}s of Redis being back"
+            await asyncio.sleep(0.01)
+    return time.monotonic() - since
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_cross_node_delivery_recovers_quickly_after_redis_restart(cluster_factory, cluster_clients, mode):
     c = cluster_factory(mode, n=2, node_args={0: NODE_ARGS, 1: NODE_ARGS})
@@ -220,9 +231,11 @@ async def test_cross_node_delivery_recovers_quickly_after_redis_restart(cluster_
             recovery = at - t_back
             recoveries.append(recovery)
             sent_at = dict(stream.sent).get(number)
+            ready = await ready_again(c, t_back)
             lines.append(f"restart {i} ({how}, down {down:.1f}s): back {t_back - t_stop:.2f}s after the stop, "
                          f"first delivery {recovery * 1000:.0f} ms later (message {number}, sent "
-                         f"{(sent_at - t_back) * 1000:+.0f} ms)")
+                         f"{(sent_at - t_back) * 1000:+.0f} ms), /readyz 200 on both nodes by "
+                         f"{ready * 1000:.0f} ms")
             await expect_one_subscription_per_node(c.redis.port, mode, room)
             await asyncio.sleep(0.3)  # steady flow again before the next stop
     finally:
