@@ -93,3 +93,39 @@ struct RedisSentinelTests {
         #expect(RedisAddress(host: "h", port: 2).description == "h:2")
     }
 }
+
+@Suite("Redis Sentinel lookup sharing")
+struct RedisSentinelLookupTests {
+    typealias Lookup = RedisSentinelLookup<String>
+    static let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    @Test func aLookupInFlightIsSharedHoweverLongItTakes() {
+        var lookup = Lookup(reuse: .milliseconds(100))
+        #expect(lookup.answer(now: Self.t0) == nil)
+        _ = lookup.start("first", now: Self.t0)
+        #expect(lookup.answer(now: Self.t0 + .milliseconds(1)) == "first")
+        #expect(lookup.answer(now: Self.t0 + .seconds(5)) == "first")
+    }
+
+    @Test func anAnswerIsReusedForTheReuseTimeAfterItCame() {
+        var lookup = Lookup(reuse: .milliseconds(100))
+        let generation = lookup.start("first", now: Self.t0)
+        lookup.finished(generation, now: Self.t0 + .milliseconds(10))
+        #expect(lookup.answer(now: Self.t0 + .milliseconds(109)) == "first")
+        #expect(lookup.answer(now: Self.t0 + .milliseconds(110)) == nil)
+    }
+
+    @Test func aSwitchEndsTheReuseAtOnceAndALateFinishDoesNotRevive() {
+        var lookup = Lookup(reuse: .milliseconds(100))
+        let first = lookup.start("first", now: Self.t0)
+        lookup.invalidate()
+        #expect(lookup.answer(now: Self.t0) == nil)
+        lookup.finished(first, now: Self.t0 + .milliseconds(1))
+        #expect(lookup.answer(now: Self.t0 + .milliseconds(2)) == nil)
+        let second = lookup.start("second", now: Self.t0 + .milliseconds(3))
+        lookup.finished(first, now: Self.t0 + .milliseconds(4))  // stale: the second is still in flight
+        #expect(lookup.answer(now: Self.t0 + .seconds(1)) == "second")
+        lookup.finished(second, now: Self.t0 + .seconds(1))
+        #expect(lookup.answer(now: Self.t0 + .seconds(1) + .milliseconds(50)) == "second")
+    }
+}

@@ -43,10 +43,7 @@ extension RedisConfiguration {
         onUnmatchedErrorReply: (@Sendable (String) -> Void)?
     ) -> EventLoopFuture<any Channel> {
         let maximumPending = self.maximumPendingCommands
-        var handshake = self.handshake
-        if requirePrimary {
-            handshake.append(RedisCommand(["ROLE"]))
-        }
+        let handshake = requirePrimary ? self.handshake + [RedisCommand(["ROLE"])] : self.handshake
         let healthCheckInterval = self.healthCheckInterval
         let connectTimeout = self.connectTimeout
         let bootstrap = ClientBootstrap(group: eventLoop)

@@ -92,7 +92,10 @@ public struct RedisAddress: Sendable, Hashable, CustomStringConvertible {
 /// The sentinel side of ``RedisSentinelConfiguration``, one per configuration (its copies share it).
 ///
 /// - ``primaryAddress(on:)`` asks the sentinels for the primary, each on a short-lived connection of its own, in
-///   order from the one that answered last.
+///   order from the one that answered last. The clients of one configuration share a lookup: one in flight at a
+///   time, and its answer reused for ``lookupReuse`` (a `+switch-master` ends that at once), so a node's
+///   reconnect attempts during an outage cost the sentinels at most one question per 100 ms, however many
+///   connections the node has.
 /// - While at least one client is registered, one ``RedisSubscriber`` per sentinel listens to `+switch-master`;
 ///   for our master name, the announcing sentinel becomes the first to ask, and every registered client is told
 ///   the new address (it closes a connection that is not to it, and reconnects at once).
@@ -107,9 +110,15 @@ public final class RedisSentinelMonitor: Sendable {
     private let switches = Atomic<Int>(0)
     private let state = Mutex(State())
 
+    /// How long an answer of the sentinels is reused by the next connect attempts.
+    static let lookupReuse: TimeAmount = .milliseconds(100)
+
     private struct State {
         var clients: [ObjectIdentifier: @Sendable (RedisAddress) -> Void] = [:]
         var watchers: [RedisSubscriber] = []
+        /// Set while the last client's leaving closes the watchers.
+        var watchersClosing: EventLoopFuture<Void>?
+        var lookup = RedisSentinelLookup<EventLoopFuture<RedisAddress>>(reuse: RedisSentinelMonitor.lookupReuse)
     }
 
     init(sentinels: [RedisConfiguration], masterName: String) {
@@ -126,9 +135,25 @@ public final class RedisSentinelMonitor: Sendable {
     /// The primary's address, from the first sentinel that knows it; fails with ``RedisError/noPrimary(_:reason:)``
     /// when none does.
     func primaryAddress(on eventLoop: any EventLoop) -> EventLoopFuture<RedisAddress> {
+        let now = NIODeadline.now()
+        let promise = eventLoop.makePromise(of: RedisAddress.self)
+        let (reused, generation): (EventLoopFuture<RedisAddress>?, Int) = self.state.withLock { state in
+            if let answer = state.lookup.answer(now: now) {
+                return (answer, 0)
+            }
+            return (nil, state.lookup.start(promise.futureResult, now: now))
+        }
+        if let reused {
+            promise.completeWith(reused)
+            return promise.futureResult
+        }
         let start = self.preferred.load(ordering: .relaxed) % self.sentinels.count
         let order = (0..<self.sentinels.count).map { (start + $0) % self.sentinels.count }
-        return self.ask(order[...], errors: [], on: eventLoop)
+        self.ask(order[...], errors: [], on: eventLoop).whenComplete { result in
+            self.state.withLock { $0.lookup.finished(generation, now: .now()) }
+            promise.completeWith(result)
+        }
+        return promise.futureResult
     }
 
     private func ask(_ order: ArraySlice<Int>, errors: [String], on eventLoop: any EventLoop) -> EventLoopFuture<RedisAddress> {
@@ -186,6 +211,7 @@ public final class RedisSentinelMonitor: Sendable {
         let watchers: [RedisSubscriber]? = self.state.withLock { state in
             state.clients[client] = onSwitch
             guard state.watchers.isEmpty else { return nil }
+            state.watchersClosing = nil
             state.watchers = self.sentinels.enumerated().map { index, sentinel in
                 var logger = logger
                 logger[metadataKey: "redis.sentinel"] = "\(sentinel.host):\(sentinel.port)"
@@ -208,14 +234,25 @@ public final class RedisSentinelMonitor: Sendable {
     }
 
     /// Stops telling `client`; the last one out closes the `+switch-master` subscriptions.
+    /// The future completes once the watchers are closed when `client` was the last one (or already gone after
+    /// being the last one).
     func unregister(_ client: ObjectIdentifier, on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-        let watchers: [RedisSubscriber] = self.state.withLock { state in
-            guard state.clients.removeValue(forKey: client) != nil, state.clients.isEmpty else { return [] }
+        let promise = eventLoop.makePromise(of: Void.self)
+        let (watchers, closing): ([RedisSubscriber], EventLoopFuture<Void>?) = self.state.withLock { state in
+            let wasRegistered = state.clients.removeValue(forKey: client) != nil
+            guard wasRegistered, state.clients.isEmpty, !state.watchers.isEmpty else {
+                return ([], state.clients.isEmpty ? state.watchersClosing : nil)
+            }
             defer { state.watchers = [] }
-            return state.watchers
+            state.watchersClosing = promise.futureResult
+            return (state.watchers, nil)
         }
-        guard !watchers.isEmpty else { return eventLoop.makeSucceededVoidFuture() }
-        return EventLoopFuture.andAllComplete(watchers.map { $0.close() }, on: eventLoop)
+        guard !watchers.isEmpty else {
+            promise.succeed()
+            return closing.map { $0.hop(to: eventLoop) } ?? eventLoop.makeSucceededVoidFuture()
+        }
+        promise.completeWith(EventLoopFuture.andAllComplete(watchers.map { $0.close() }, on: eventLoop))
+        return promise.futureResult
     }
 
     private func switchAnnounced(_ message: String, by index: Int, logger: Logger) {
@@ -223,11 +260,50 @@ public final class RedisSentinelMonitor: Sendable {
         // This sentinel knows the new primary; the others may learn it a little later.
         self.preferred.store(index, ordering: .relaxed)
         self.switches.add(1, ordering: .relaxed)
+        self.state.withLock { $0.lookup.invalidate() }
         logger.info("redis sentinel: primary switched", metadata: ["redis.primary": "\(primary)", "redis.master": "\(self.masterName)"])
         let clients = self.state.withLock { Array($0.clients.values) }
         for onSwitch in clients {
             onSwitch(primary)
         }
+    }
+}
+
+/// When a connect attempt may reuse the sentinels' last answer instead of asking again: while the lookup is in
+/// flight, and for `reuse` after it finished, unless a `+switch-master` came since. A plain value: `Answer` is
+/// the lookup's future in ``RedisSentinelMonitor``, anything in tests.
+struct RedisSentinelLookup<Answer> {
+    let reuse: TimeAmount
+    private var current: (answer: Answer, generation: Int, finishedAt: NIODeadline?)?
+    private var generation = 0
+
+    init(reuse: TimeAmount) {
+        self.reuse = reuse
+    }
+
+    /// The answer to reuse now, if any.
+    func answer(now: NIODeadline) -> Answer? {
+        guard let current = self.current else { return nil }
+        guard let finishedAt = current.finishedAt else { return current.answer }
+        return now - finishedAt < self.reuse ? current.answer : nil
+    }
+
+    /// A new lookup started; returns its generation for ``finished(_:now:)``.
+    mutating func start(_ answer: Answer, now: NIODeadline) -> Int {
+        self.generation += 1
+        self.current = (answer, self.generation, nil)
+        return self.generation
+    }
+
+    /// The lookup of `generation` has its answer (ignored if a newer one started, or it was invalidated).
+    mutating func finished(_ generation: Int, now: NIODeadline) {
+        guard let current = self.current, current.generation == generation else { return }
+        self.current?.finishedAt = now
+    }
+
+    /// The primary moved: the next attempt asks again.
+    mutating func invalidate() {
+        self.current = nil
     }
 }
 
