@@ -3,6 +3,8 @@
 # with the same HAProxy config as deploy/docker-compose.yml (deploy/haproxy/haproxy.cfg, addresses from env).
 #
 #   ./deploy/run-local.sh            build (release) and run; demo page through HAProxy on http://127.0.0.1:4000/
+#   ./deploy/run-local.sh --sentinel the same with Redis Sentinel: a primary, a replica and 3 sentinels, which the
+#                                    nodes ask for the primary (--redis-sentinel); try `kill -9` of the primary
 #
 # On a fresh Debian machine with Swift it installs what is missing (redis-server, haproxy, libhiredis-dev,
 # pkg-config; with sudo when not root). Ctrl-C or SIGTERM stops everything it started, by PID.
@@ -10,16 +12,29 @@
 # Environment:
 #   SIGNAL_NODE_BIN   a prebuilt signal-node binary: skip the build
 #   LB_PORT           HAProxy port (default 4000); the nodes get LB_PORT+1..+3
-#   REDIS_PORT        the private redis-server's port (default 6380; the system's 6379 is left alone)
+#   REDIS_PORT        the private redis-server's port (default 6380; the system's 6379 is left alone); with
+#                     --sentinel the replica gets REDIS_PORT+1 and the sentinels REDIS_PORT+2..+4
 #   RUN_DIR           where logs go (default: a new temporary directory)
 #   SIGNAL_*          any node setting (see `signal-node --help`), e.g. SIGNAL_LOG_LEVEL=debug;
-#                     SIGNAL_HOST, SIGNAL_PORT, SIGNAL_REDIS_URL and SIGNAL_NODE_ID are set per node here.
+#                     SIGNAL_HOST, SIGNAL_PORT, SIGNAL_REDIS_URL (or SIGNAL_REDIS_SENTINEL and
+#                     SIGNAL_REDIS_SENTINEL_MASTER) and SIGNAL_NODE_ID are set per node here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+sentinel=0
+case "${1:-}" in
+    "") ;;
+    --sentinel) sentinel=1 ;;
+    *) echo "usage: $0 [--sentinel]" >&2; exit 2 ;;
+esac
 
 lb_port="${LB_PORT:-4000}"
 redis_port="${REDIS_PORT:-6380}"
 node_ports=("$((lb_port + 1))" "$((lb_port + 2))" "$((lb_port + 3))")
+redis_ports=("$redis_port")
+if [ $sentinel -eq 1 ]; then
+    redis_ports+=("$((redis_port + 1))" "$((redis_port + 2))" "$((redis_port + 3))" "$((redis_port + 4))")
+fi
 
 # --- packages -------------------------------------------------------------------------------------------
 SUDO=""
@@ -51,7 +66,7 @@ fi
 
 # --- ports ----------------------------------------------------------------------------------------------
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$lb_port" "${node_ports[@]}" "$redis_port"; do
+for port in "$lb_port" "${node_ports[@]}" "${redis_ports[@]}"; do
     if port_busy "$port"; then
         echo "port $port on 127.0.0.1 is in use: stop what uses it, or set LB_PORT / REDIS_PORT" >&2
         exit 1
@@ -124,15 +139,35 @@ if ! command -v curl >/dev/null; then
 fi
 
 echo "== starting Redis, 3 nodes and HAProxy (logs in $run_dir)"
-start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no
+start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$run_dir"
 wait_for redis port_busy "$redis_port"
+redis_env=(SIGNAL_REDIS_URL="redis://127.0.0.1:$redis_port")
+if [ $sentinel -eq 1 ]; then
+    start replica redis-server --port "${redis_ports[1]}" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$run_dir" --replicaof 127.0.0.1 "$redis_port"
+    wait_for replica port_busy "${redis_ports[1]}"
+    sentinel_urls=()
+    for i in 1 2 3; do
+        port="${redis_ports[$((i + 1))]}"
+        # Sentinels rewrite their config file: one each, in the run directory.
+        printf 'port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor signal 127.0.0.1 %s 2\n%s\n%s\n' \
+            "$port" "$run_dir" "$redis_port" "sentinel down-after-milliseconds signal 2000" \
+            "sentinel failover-timeout signal 5000" >"$run_dir/sentinel$i.conf"
+        start "sentinel$i" redis-server "$run_dir/sentinel$i.conf" --sentinel
+        wait_for "sentinel$i" port_busy "$port"
+        sentinel_urls+=("redis://127.0.0.1:$port")
+    done
+    redis_env=(SIGNAL_REDIS_SENTINEL="$(IFS=,; echo "${sentinel_urls[*]}")" SIGNAL_REDIS_SENTINEL_MASTER=signal)
+fi
 
+node_pids=()
 for i in 1 2 3; do
     port="${node_ports[$((i - 1))]}"
     # HAProxy (on loopback) adds X-Forwarded-For: trust it, so per-client limits see the real clients.
-    start "node$i" env SIGNAL_HOST=127.0.0.1 SIGNAL_PORT="$port" SIGNAL_REDIS_URL="redis://127.0.0.1:$redis_port" \
+    start "node$i" env SIGNAL_HOST=127.0.0.1 SIGNAL_PORT="$port" "${redis_env[@]}" \
         SIGNAL_NODE_ID="node$i" SIGNAL_TRUSTED_PROXIES="${SIGNAL_TRUSTED_PROXIES:-127.0.0.1}" "$bin"
     wait_for "node$i" http_ok "http://127.0.0.1:$port/healthz"
+    node_pids+=("${pids[-1]}")
 done
 
 start haproxy env SIGNAL_LB_BIND="127.0.0.1:$lb_port" \
@@ -144,13 +179,20 @@ cat <<EOF
 
 signal-node cluster is up (Ctrl-C stops it):
   demo page (through HAProxy)  http://127.0.0.1:$lb_port/
-  node1                        http://127.0.0.1:${node_ports[0]}/   (pid ${pids[1]})
-  node2                        http://127.0.0.1:${node_ports[1]}/   (pid ${pids[2]})
-  node3                        http://127.0.0.1:${node_ports[2]}/   (pid ${pids[3]})
+  node1                        http://127.0.0.1:${node_ports[0]}/   (pid ${node_pids[0]})
+  node2                        http://127.0.0.1:${node_ports[1]}/   (pid ${node_pids[1]})
+  node3                        http://127.0.0.1:${node_ports[2]}/   (pid ${node_pids[2]})
   Redis                        redis://127.0.0.1:$redis_port   (pid ${pids[0]})
   logs                         $run_dir/{redis,node1,node2,node3,haproxy}.log
 Try failover: kill -9 <a node's pid> (its clients move to the other nodes; this script keeps running).
 EOF
+if [ $sentinel -eq 1 ]; then
+    cat <<EOF
+Sentinel (master name 'signal'): replica redis://127.0.0.1:${redis_ports[1]} (pid ${pids[1]}),
+  sentinels on ports ${redis_ports[2]}-${redis_ports[4]}; logs $run_dir/{replica,sentinel1,sentinel2,sentinel3}.log.
+  kill -9 ${pids[0]} (the primary): the sentinels promote the replica ~3 s later and the nodes follow.
+EOF
+fi
 
 # Keep running until Ctrl-C / SIGTERM; report any process that exits on its own.
 live=("${pids[@]}")

@@ -124,7 +124,8 @@ public final class RedisAdapter: Adapter {
         case .disconnected:
             logger.warning("redis connection lost", metadata: ["redis.role": "\(role)"])
         case .connectFailed(let failures, let retryIn):
-            if failures == 1 || failures % 10 == 0 {
+            // Retries come every 50-100 ms while Redis is down: the first failure, then one line in a hundred.
+            if failures == 1 || failures % 100 == 0 {
                 logger.warning(
                     "redis connect failed",
                     metadata: ["redis.role": "\(role)", "failures": "\(failures)", "retry.ms": "\(retryIn.nanoseconds / 1_000_000)"]

@@ -35,6 +35,12 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Redis URL, e.g. redis://127.0.0.1:6379; absent = single node, in-memory rooms [SIGNAL_REDIS_URL].")
     var redis: String = env("SIGNAL_REDIS_URL") ?? ""
 
+    @Option(help: "Redis Sentinel URLs, comma-separated (redis://host:26379,…): find the primary through them instead of --redis, which then only gives the primary's password and database [SIGNAL_REDIS_SENTINEL].")
+    var redisSentinel: String = env("SIGNAL_REDIS_SENTINEL") ?? ""
+
+    @Option(help: "The primary's name in the sentinels' configuration (sentinel monitor NAME …) [SIGNAL_REDIS_SENTINEL_MASTER].")
+    var redisSentinelMaster: String = env("SIGNAL_REDIS_SENTINEL_MASTER") ?? ""
+
     @Option(help: "Redis subscription mode: pattern (PSUBSCRIBE, like Node.js nodes) or per-room [SIGNAL_REDIS_MODE].")
     var redisMode: String = env("SIGNAL_REDIS_MODE") ?? "pattern"
 
@@ -265,6 +271,19 @@ struct SignalNode: AsyncParsableCommand {
                 throw ValidationError("--redis: \(error)")
             }
         }
+        if !redisSentinel.isEmpty || !redisSentinelMaster.isEmpty {
+            guard !redisSentinel.isEmpty, !redisSentinelMaster.isEmpty else {
+                throw ValidationError("--redis-sentinel and --redis-sentinel-master go together")
+            }
+            guard !redisSentinelMaster.contains(where: \.isWhitespace) else {
+                throw ValidationError("--redis-sentinel-master must be a name without spaces")
+            }
+            do {
+                _ = try RedisSentinelConfiguration(urls: redisSentinel, masterName: redisSentinelMaster)
+            } catch {
+                throw ValidationError("--redis-sentinel: \(error)")
+            }
+        }
         guard RedisAdapterConfiguration.SubscriptionMode(rawValue: redisMode) != nil else {
             throw ValidationError("--redis-mode must be pattern or per-room, got \(redisMode)")
         }
@@ -379,11 +398,19 @@ struct SignalNode: AsyncParsableCommand {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads == 0 ? System.coreCount : threads)
         let server: SignalServer
-        if redis.isEmpty {
+        if redis.isEmpty && redisSentinel.isEmpty {
             server = SignalServer(configuration: configuration, group: group, logger: logger)
         } else {
+            var redisConfiguration = redis.isEmpty ? RedisConfiguration() : try RedisConfiguration(url: redis)
+            if !redisSentinel.isEmpty {
+                redisConfiguration.sentinel = try RedisSentinelConfiguration(
+                    urls: redisSentinel,
+                    masterName: redisSentinelMaster,
+                    defaults: redisConfiguration
+                )
+            }
             let adapterConfiguration = RedisAdapterConfiguration(
-                redis: try RedisConfiguration(url: redis),
+                redis: redisConfiguration,
                 prefix: redisPrefix,
                 mode: RedisAdapterConfiguration.SubscriptionMode(rawValue: redisMode) ?? .pattern
             )

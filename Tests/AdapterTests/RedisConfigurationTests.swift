@@ -76,20 +76,5 @@ struct RedisConfigurationTests {
         #expect(configuration.description == "redis://:***@h:1/2")
     }
 
-    @Test func backoffDoublesUpToTheMaximum() {
-        let backoff = RedisBackoff(base: .milliseconds(100), maximum: .seconds(1), jitter: 0.5)
-        let withoutJitter = (1...6).map { backoff.delay(forAttempt: $0, random: 0) }
-        #expect(withoutJitter == [100, 200, 400, 800, 1000, 1000].map { .milliseconds($0) })
-        #expect(backoff.delay(forAttempt: 1000, random: 0) == .seconds(1))
-    }
-
-    @Test func jitterTakesOffAtMostItsShare() {
-        let backoff = RedisBackoff(base: .milliseconds(100), maximum: .seconds(10), jitter: 0.5)
-        #expect(backoff.delay(forAttempt: 3, random: 0.999_999) > .milliseconds(200))
-        #expect(backoff.delay(forAttempt: 3, random: 0.5) == .milliseconds(300))
-        for _ in 0..<100 {
-            let delay = backoff.delay(forAttempt: 2)
-            #expect(delay >= .milliseconds(100) && delay <= .milliseconds(200))
-        }
-    }
+    // The backoff schedule: RedisReconnectScheduleTests.
 }

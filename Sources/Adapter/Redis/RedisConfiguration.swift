@@ -21,6 +21,8 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// Commands that may wait for replies on one connection; more fail at once with
     /// ``RedisError/tooManyPendingCommands(limit:)`` rather than queueing without bound.
     public var maximumPendingCommands: Int
+    /// Find the primary through Redis Sentinel instead of at ``host``:``port`` (which are then not used).
+    public var sentinel: RedisSentinelConfiguration?
 
     public init(
         host: String = "127.0.0.1",
@@ -31,7 +33,8 @@ public struct RedisConfiguration: Sendable, Hashable {
         connectTimeout: TimeAmount = .seconds(5),
         backoff: RedisBackoff = RedisBackoff(),
         healthCheckInterval: TimeAmount? = .seconds(5),
-        maximumPendingCommands: Int = 65_536
+        maximumPendingCommands: Int = 65_536,
+        sentinel: RedisSentinelConfiguration? = nil
     ) {
         precondition(maximumPendingCommands > 0, "maximumPendingCommands must be positive")
         self.host = host
@@ -43,6 +46,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.backoff = backoff
         self.healthCheckInterval = healthCheckInterval
         self.maximumPendingCommands = maximumPendingCommands
+        self.sentinel = sentinel
     }
 
     /// The commands that open every connection: AUTH and SELECT when configured, then PING, so that a connection
@@ -67,6 +71,12 @@ public struct RedisConfiguration: Sendable, Hashable {
 extension RedisConfiguration: CustomStringConvertible {
     /// The server address and database, never the password.
     public var description: String {
+        if let sentinel = self.sentinel {
+            let sentinels = sentinel.sentinels.map(\.description).joined(separator: ",")
+            let auth = self.password == nil ? "" : " (with a password)"
+            return "primary '\(sentinel.masterName)'\(auth)" + (self.database.map { " db \($0)" } ?? "")
+                + " via sentinels \(sentinels)"
+        }
         let host = self.host.contains(":") ? "[\(self.host)]" : self.host
         let auth = self.password == nil ? "" : "\(self.username ?? ""):***@"
         return "redis://\(auth)\(host):\(self.port)" + (self.database.map { "/\($0)" } ?? "")

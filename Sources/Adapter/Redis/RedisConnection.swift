@@ -50,7 +50,8 @@ public final class RedisConnection: Sendable {
         self.eventLoop = eventLoopGroup.next()
         self.configuration = configuration
         var logger = logger
-        logger[metadataKey: "redis.server"] = "\(configuration.host):\(configuration.port)"
+        logger[metadataKey: "redis.server"] =
+            configuration.sentinel.map { "sentinel:\($0.masterName)" } ?? "\(configuration.host):\(configuration.port)"
         self.logger = logger
         self.onEvent = onEvent
         self.state = .makeBoxSendingValue(LoopState(), eventLoop: self.eventLoop)
@@ -78,6 +79,7 @@ public final class RedisConnection: Sendable {
         return connection.eventLoop.flatSubmit {
             let promise = connection.eventLoop.makePromise(of: Void.self)
             connection.state.value.firstConnectPromise = promise
+            connection.followSentinel()
             connection.driver.start(connection)
             return promise.futureResult.map { connection }
         }
@@ -85,13 +87,26 @@ public final class RedisConnection: Sendable {
 
     /// Starts connecting in the background (and reconnecting whenever the connection is lost).
     public func start() {
+        self.followSentinel()
         self.driver.onLoop { self.driver.start(self) }
+    }
+
+    /// With a sentinel configuration: hear of `+switch-master` and leave a primary that is no longer one.
+    private func followSentinel() {
+        guard let sentinel = self.configuration.sentinel else { return }
+        let driver = self.driver
+        let logger = self.logger
+        sentinel.monitor.register(ObjectIdentifier(self), eventLoopGroup: self.eventLoop, logger: logger) { primary in
+            driver.dropConnection(unlessConnectedTo: primary, logger: logger)
+        }
     }
 
     /// Closes the connection (commands in flight fail with ``RedisError/connectionClosed``) and stops
     /// reconnecting. Later commands fail with ``RedisError/clientClosed``.
     public func close() -> EventLoopFuture<Void> {
-        self.eventLoop.flatSubmit { self.driver.close(self) }
+        let closed = self.eventLoop.flatSubmit { self.driver.close(self) }
+        guard let sentinel = self.configuration.sentinel else { return closed }
+        return closed.flatMap { sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop) }
     }
 
     /// Whether a connection is established right now. Safe from any thread.
@@ -225,6 +240,9 @@ extension RedisConnection: RedisReconnectClient {
     }
 
     func shutdownFinished() {
+        if let sentinel = self.configuration.sentinel {
+            _ = sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop)
+        }
         self.connectedFlag.store(false, ordering: .relaxed)
         if let promise = self.state.value.firstConnectPromise {
             self.state.value.firstConnectPromise = nil

@@ -23,6 +23,10 @@ public enum RedisError: Error, Sendable, Hashable {
     case tooManyPendingCommands(limit: Int)
     /// A `redis://` URL could not be read.
     case invalidURL(String, reason: String)
+    /// No sentinel could tell where the primary of this master name is.
+    case noPrimary(String, reason: String)
+    /// A server the sentinels named as the primary answered `ROLE` with another role (a failover in progress).
+    case notPrimary(role: String)
 }
 
 extension RedisError: CustomStringConvertible {
@@ -46,6 +50,10 @@ extension RedisError: CustomStringConvertible {
             return "too many Redis commands in flight (limit \(limit))"
         case .invalidURL(let url, let reason):
             return "invalid Redis URL '\(url)': \(reason)"
+        case .noPrimary(let masterName, let reason):
+            return "no sentinel knows the primary of '\(masterName)': \(reason)"
+        case .notPrimary(let role):
+            return "the server named as primary is a \(role)"
         }
     }
 }

@@ -7,6 +7,7 @@ import Synchronization
 protocol RedisLifecycleMachine: SendableMetatype {
     associatedtype Connection
     typealias Lifecycle = RedisConnectionStateMachine<Connection>
+    var connection: Connection? { get }
     mutating func start() -> Lifecycle.ConnectAction
     mutating func reconnectTimerFired() -> Lifecycle.ConnectAction
     mutating func connectFailed() -> Lifecycle.RetryAction
@@ -102,6 +103,23 @@ final class RedisReconnectDriver<Machine: RedisLifecycleMachine>: Sendable where
             break
         }
         return promise.futureResult
+    }
+
+    /// Closes the established connection unless it is to `primary` (a sentinel announced a new primary); the
+    /// reconnect that follows asks the sentinels again. A connect in progress is left alone: it checks `ROLE`.
+    /// From any thread.
+    func dropConnection(unlessConnectedTo primary: RedisAddress, logger: Logger) {
+        self.onLoop {
+            guard let channel = self.box.value.machine.connection else { return }
+            if let remote = channel.remoteAddress, remote.ipAddress == primary.host, remote.port == primary.port {
+                return
+            }
+            logger.info(
+                "the Redis primary moved, reconnecting",
+                metadata: ["redis.primary": "\(primary)", "redis.was": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"]
+            )
+            channel.close(promise: nil)
+        }
     }
 
     private func connect<Client: RedisReconnectClient>(_ client: Client) where Client.Machine == Machine {

@@ -46,7 +46,8 @@ public final class RedisSubscriber: Sendable {
         self.eventLoop = eventLoopGroup.next()
         self.configuration = configuration
         var logger = logger
-        logger[metadataKey: "redis.server"] = "\(configuration.host):\(configuration.port)"
+        logger[metadataKey: "redis.server"] =
+            configuration.sentinel.map { "sentinel:\($0.masterName)" } ?? "\(configuration.host):\(configuration.port)"
         logger[metadataKey: "redis.role"] = "subscriber"
         self.logger = logger
         self.onEvent = onEvent
@@ -60,12 +61,25 @@ public final class RedisSubscriber: Sendable {
 
     /// Starts connecting in the background (and reconnecting whenever the connection is lost).
     public func start() {
+        self.followSentinel()
         self.driver.onLoop { self.driver.start(self) }
+    }
+
+    /// With a sentinel configuration: hear of `+switch-master` and leave a primary that is no longer one.
+    private func followSentinel() {
+        guard let sentinel = self.configuration.sentinel else { return }
+        let driver = self.driver
+        let logger = self.logger
+        sentinel.monitor.register(ObjectIdentifier(self), eventLoopGroup: self.eventLoop, logger: logger) { primary in
+            driver.dropConnection(unlessConnectedTo: primary, logger: logger)
+        }
     }
 
     /// Closes the connection and stops reconnecting.
     public func close() -> EventLoopFuture<Void> {
-        self.eventLoop.flatSubmit { self.driver.close(self) }
+        let closed = self.eventLoop.flatSubmit { self.driver.close(self) }
+        guard let sentinel = self.configuration.sentinel else { return closed }
+        return closed.flatMap { sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop) }
     }
 
     /// Connected, and every wanted subscription acknowledged by Redis on this connection. Safe from any thread.
@@ -211,6 +225,9 @@ extension RedisSubscriber: RedisReconnectClient {
     }
 
     func shutdownFinished() {
+        if let sentinel = self.configuration.sentinel {
+            _ = sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop)
+        }
         self.connectedFlag.store(false, ordering: .relaxed)
         self.updateReadiness()
         self.logger.debug("Redis subscriber closed")
