@@ -279,3 +279,25 @@ struct RedisClusterSubscriptionsTests {
         #expect(subscriptions.unsubscribe(["socket.io#/#"]).isEmpty)
     }
 }
+
+@Suite("Redis Cluster configuration")
+struct RedisClusterConfigurationTests {
+    @Test func readsSeeds() throws {
+        let cluster = try RedisClusterConfiguration(urls: "redis://10.0.0.1:7000, redis://:pw@10.0.0.2:7001 ,redis://[::1]")
+        #expect(cluster.seeds.map(\.host) == ["10.0.0.1", "10.0.0.2", "::1"])
+        #expect(cluster.seeds.map(\.port) == [7000, 7001, 6379])
+        #expect(cluster.description == "10.0.0.1:7000,10.0.0.2:7001,::1:6379")
+        // Nodes found in the map get the first seed's settings at their own address.
+        let node = cluster.configuration(for: RedisClusterNode(host: "10.0.0.9", port: 7005))
+        #expect(node.host == "10.0.0.9" && node.port == 7005 && node.password == nil && node.database == nil)
+        let withPassword = try RedisClusterConfiguration(urls: "redis://:secret@h:1,redis://h2:2")
+        #expect(withPassword.configuration(for: RedisClusterNode(host: "x", port: 3)).password == "secret")
+    }
+
+    @Test func refusesWhatCannotWork() {
+        for bad in ["", ",", "redis://h:1,,redis://h:2", "redis://h:1/2", "http://h:1", "redis://h:99999"] {
+            #expect(throws: RedisError.self, "\(bad)") { try RedisClusterConfiguration(urls: bad) }
+        }
+        #expect(throws: Never.self) { try RedisClusterConfiguration(urls: "redis://h:1/0") }
+    }
+}
