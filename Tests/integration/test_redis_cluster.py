@@ -29,13 +29,16 @@ import pytest
 import requests
 
 from cluster import REDIS_BIN, RespClient, redis_command
-from conftest import SWIFT, TIMEOUT, Client, ServerProcess, _active_servers, unique
+from conftest import REPORT_LINES, SWIFT, TIMEOUT, Client, ServerProcess, _active_servers, unique
+from test_redis_recovery import Stream
 from test_seed_events import assert_exact, ice_payload, sdp_payload
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHORS = Path(__file__).resolve().parents[2].parent / "shared" / "anchors"
 REDIS_CLI = shutil.which("redis-cli") or str(Path(REDIS_BIN).with_name("redis-cli"))
 NAMESPACE_CHANNEL = "socket.io#/#"
+# Issue 16: delivery resumes within 0.5 s of the replica's promotion.
+FAILOVER_LIMIT = float(os.environ.get("SIGNAL_CLUSTER_FAILOVER_LIMIT", "0.5"))
 
 
 def redis_version():
@@ -67,13 +70,14 @@ def cluster_port():
 class RedisCluster:
     """Three masters in cluster mode, started and joined by the test."""
 
-    def __init__(self):
+    def __init__(self, replicas=0):
         self.dir = tempfile.mkdtemp(prefix="redis-cluster-")
-        self.ports = []
+        self.replicas = replicas
+        self.ports = []  # the masters, then the replicas (as `redis-cli --cluster create` assigns them)
         self.procs = []
 
     def start(self):
-        for _ in range(3):
+        for _ in range(3 * (1 + self.replicas)):
             port = cluster_port()
             log = open(os.path.join(self.dir, f"redis-{port}.log"), "wb")
             proc = subprocess.Popen(
@@ -86,12 +90,37 @@ class RedisCluster:
         for port, proc in zip(self.ports, self.procs):
             self._wait(lambda: self._ping(port), f"redis {port} answers PING", proc)
         out = subprocess.run([REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
-                              "--cluster-yes"], capture_output=True, text=True, timeout=30)
+                              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                             capture_output=True, text=True, timeout=30)
         if out.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{out.stdout}\n{out.stderr}")
         for port in self.ports:
             self._wait(lambda: "cluster_state:ok" in self.cli(port, "CLUSTER", "INFO"), f"{port} cluster_state:ok")
+        for port in self.ports[3:]:
+            self._wait(lambda: "master_link_status:up" in self.cli(port, "INFO", "replication"),
+                       f"replica {port} in sync")
         return self
+
+    def nodes(self, port=None):
+        """CLUSTER NODES as seen by `port`: [(port, flags, master-id or '-', id, slot ranges)]."""
+        out = []
+        port = port or next(p for p in self.ports if self.alive(p))
+        for line in self.cli(port, "CLUSTER", "NODES").splitlines():
+            f = line.split()
+            out.append((int(f[1].split("@")[0].rsplit(":", 1)[1]), f[2], f[3], f[0], f[8:]))
+        return out
+
+    def replica_of(self, master_port):
+        ids = {port: node_id for port, _, _, node_id, _ in self.nodes()}
+        for port, flags, master, _, _ in self.nodes():
+            if "slave" in flags and master == ids[master_port]:
+                return port
+        raise AssertionError(f"no replica of {master_port}")
+
+    def kill(self, port):
+        proc = self.procs[self.ports.index(port)]
+        proc.kill()
+        proc.wait(timeout=5)
 
     def cli(self, port, *args):
         return subprocess.run([REDIS_CLI, "-p", str(port), *args], capture_output=True, text=True,
@@ -118,10 +147,19 @@ class RedisCluster:
     def seed_url(self):
         return f"redis://127.0.0.1:{self.ports[0]}"
 
+    def alive(self, port):
+        return self.procs[self.ports.index(port)].poll() is None
+
+    @property
+    def live_masters(self):
+        return [port for port, flags, _, _, _ in self.nodes() if "master" in flags and "fail" not in flags
+                and self.alive(port)]
+
     def owner(self, channel):
         """The port of the master that owns the channel's slot."""
-        slot = int(self.cli(self.ports[0], "CLUSTER", "KEYSLOT", channel).strip())
-        for line in self.cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+        via = next(p for p in self.ports if self.alive(p))
+        slot = int(self.cli(via, "CLUSTER", "KEYSLOT", channel).strip())
+        for line in self.cli(via, "CLUSTER", "NODES").splitlines():
             fields = line.split()
             port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
             for part in fields[8:]:
@@ -136,7 +174,7 @@ class RedisCluster:
     async def shardnumsub(self, channel):
         """Subscribers of a shard channel on each master: {port: count}."""
         counts = {}
-        for port in self.ports:
+        for port in self.live_masters:
             reply = await redis_command(port, "PUBSUB", "SHARDNUMSUB", channel)
             counts[port] = int(reply[1])
         return counts
@@ -149,14 +187,13 @@ class RedisCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def redis_cluster():
+def start_redis_cluster(replicas):
     if not SWIFT:
         pytest.skip("cluster tests need the signal-node binary (SIGNAL_SERVER=swift)")
     version = redis_version()
     if version is None or version < (7, 0):
         pytest.skip(f"redis-server {version} has no sharded pub/sub (Redis Cluster tests need 7.0 or later)")
-    rc = RedisCluster()
+    rc = RedisCluster(replicas)
     try:
         rc.start()
     except RuntimeError as e:
@@ -164,6 +201,19 @@ def redis_cluster():
         if "cluster" in str(e).lower() and "support" in str(e).lower():
             pytest.skip(f"redis-server without cluster support: {e}")
         raise
+    return rc
+
+
+@pytest.fixture
+def redis_cluster_with_replicas():
+    rc = start_redis_cluster(replicas=1)
+    yield rc
+    rc.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster():
+    rc = start_redis_cluster(replicas=0)
     yield rc
     rc.stop()
 
@@ -238,11 +288,11 @@ class NodeJSNode:
 
 
 @pytest.fixture
-def nodes(redis_cluster):
+def nodes():
     made = []
 
-    def make(node_id, seeds=None):
-        node = SwiftNode(node_id, seeds or redis_cluster.seed_url)
+    def make(node_id, seeds):
+        node = SwiftNode(node_id, seeds)
         made.append(node)
         node.start()
         _active_servers.append((node, 0))
@@ -295,7 +345,7 @@ async def quiet(*clients, seconds=0.5):
 async def test_seed_events_across_two_nodes(redis_cluster, nodes, sio_clients):
     rc = redis_cluster
     # Seeds: one master, or all of them (a comma list) for the second node.
-    n1 = nodes("n1")
+    n1 = nodes("n1", rc.seed_url)
     n2 = nodes("n2", ",".join(f"redis://127.0.0.1:{p}" for p in rc.ports))
     # Both nodes hold the namespace channel, on its master (13868: the third master).
     await wait_subscribers(rc, NAMESPACE_CHANNEL, 2)
@@ -394,7 +444,7 @@ async def test_mixed_cluster_with_a_nodejs_sharded_node(redis_cluster, nodes, si
     if not (ANCHORS / "node_sharded_node.js").exists() or not shutil.which("node"):
         pytest.skip(f"no Node.js peer here ({ANCHORS} or `node` missing)")
     rc = redis_cluster
-    ours = nodes("ours")
+    ours = nodes("ours", rc.seed_url)
     theirs = NodeJSNode(rc.seed_url).start()
     try:
         await wait_subscribers(rc, NAMESPACE_CHANNEL, 2)
@@ -457,3 +507,66 @@ async def test_mixed_cluster_with_a_nodejs_sharded_node(redis_cluster, nodes, si
         ], bob.log
     finally:
         theirs.stop()
+
+
+async def test_master_failover(redis_cluster_with_replicas, nodes, sio_clients):
+    """kill -9 of the master that owns a busy room's channel (3 masters, 3 replicas, cluster-node-timeout 2 s):
+    delivery resumes within FAILOVER_LIMIT of the replica's promotion, and everything delivered arrives once
+    and in order, with nothing lost after the recovery."""
+    rc = redis_cluster_with_replicas
+    seeds = ",".join(f"redis://127.0.0.1:{p}" for p in rc.ports[:3])
+    n1 = nodes("n1", seeds)
+    n2 = nodes("n2", seeds)
+    alice = await sio_clients(n1.url, "alice")
+    bob = await sio_clients(n2.url, "bob")
+    room = unique("busy")
+    channel = f"socket.io#/#{room}#"
+    await alice.join(room)
+    await bob.join(room)
+    await alice.expect("user_joined")
+    await wait_subscribers(rc, channel, 2)
+    victim = rc.owner(channel)
+    replica = rc.replica_of(victim)
+
+    stream = Stream(alice, room)
+    stream.attach(bob)
+    stream.start()
+    await asyncio.sleep(0.5)
+    assert stream.received["bob"], "nothing delivered before the failover"
+    t_kill = time.monotonic()
+    rc.kill(victim)
+    # The promotion: the replica answers ROLE with "master".
+    t_promoted = None
+    deadline = t_kill + 20
+    while time.monotonic() < deadline:
+        try:
+            role = await redis_command(replica, "ROLE", timeout=0.5)
+        except Exception:  # noqa: BLE001 - busy during the election
+            role = None
+        if role and role[0] in ("master", b"master"):
+            t_promoted = time.monotonic()
+            break
+        await asyncio.sleep(0.005)
+    assert t_promoted, f"replica {replica} of {victim} was not promoted within 20 s"
+    got = await stream.wait_arrival_after("bob", t_promoted, timeout=10)
+    assert got, f"no delivery within 10 s of the promotion:\n{n1.read_log()[-3000:]}\n{n2.read_log()[-3000:]}"
+    first_after, at = got
+    recovery = at - t_promoted
+    await asyncio.sleep(1.0)
+    await stream.finish()
+    await asyncio.sleep(0.5)
+
+    assert not stream.order_problems("bob"), stream.order_problems("bob")[:5]
+    numbers = [n for n, _ in stream.received["bob"]]
+    assert len(numbers) == len(set(numbers)), "a message arrived twice"
+    # After the recovery nothing is lost: every number sent from the first one delivered after the promotion.
+    after = [n for n in numbers if n >= first_after]
+    assert after == list(range(first_after, stream.sent[-1][0] + 1)), \
+        f"lost after recovery: {sorted(set(range(first_after, stream.sent[-1][0] + 1)) - set(after))[:10]}"
+    counts = await rc.shardnumsub(channel)
+    assert counts.get(replica) == 2 and sum(counts.values()) == 2, counts
+    lost = sum(1 for n, _ in stream.sent if n < first_after) - sum(1 for n in numbers if n < first_after)
+    REPORT_LINES.append(
+        f"redis cluster failover: promotion {t_promoted - t_kill:.2f} s after kill -9; delivery back "
+        f"{recovery * 1000:.0f} ms after the promotion; {lost} messages lost meanwhile")
+    assert recovery <= FAILOVER_LIMIT, f"delivery resumed {recovery:.3f} s after the promotion (limit {FAILOVER_LIMIT})"
