@@ -273,6 +273,13 @@ public final class RedisClusterClient: Sendable {
                 eventLoopGroup: eventLoop,
                 logger: logger,
                 onEvent: { event in self.shardEvent(event, node: node, role: "subscriber") },
+                onServerUnsubscribe: { channel in
+                    // Its slot moved: find the new owner now rather than at the next timer.
+                    self.logger.info("redis cluster: a master dropped a shard subscription", metadata: [
+                        "redis.shard": "\(node)", "redis.channel": "\(channel)",
+                    ])
+                    self.refresh(reason: "SUNSUBSCRIBE pushed")
+                },
                 onMessage: { channel, _, payload in self.received(channel, payload: payload, from: node) }
             )
         }
