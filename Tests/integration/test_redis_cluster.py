@@ -291,8 +291,8 @@ class NodeJSNode:
 def nodes():
     made = []
 
-    def make(node_id, seeds):
-        node = SwiftNode(node_id, seeds)
+    def make(node_id, seeds, *extra):
+        node = SwiftNode(node_id, seeds, *extra)
         made.append(node)
         node.start()
         _active_servers.append((node, 0))
@@ -630,3 +630,47 @@ async def test_slot_migration_of_a_busy_room(redis_cluster, nodes, sio_clients):
         f"redis cluster slot migration: longest pause at n2 {gap * 1000:.0f} ms around the move; "
         f"{len(lost)} of {len(sent_in_window)} messages sent during it lost")
     assert gap <= FAILOVER_LIMIT, f"delivery paused {gap:.3f} s during the slot migration"
+
+
+async def test_presence_on_the_cluster_reaps_a_killed_node(redis_cluster, nodes, sio_clients):
+    """Presence keys spread over the masters (each command routed by its key's slot): kill -9 of a node, and the
+    members on the two other nodes get user_left for its socket, exactly once each, within 2x --node-timeout."""
+    rc = redis_cluster
+    seeds = ",".join(f"redis://127.0.0.1:{p}" for p in rc.ports)
+    timeout_ms = 1000
+    n1, n2, n3 = (nodes(f"n{i}", seeds, "--node-timeout", str(timeout_ms)) for i in (1, 2, 3))
+    o1 = await sio_clients(n1.url, "o1")
+    o2 = await sio_clients(n2.url, "o2")
+    victim = await sio_clients(n3.url, "victim")
+    room = unique("reap")
+    await o1.join(room)
+    await o2.emit("join_room", {"roomName": room, "personName": "o2"})
+    await o2.expect("user_joined")
+    await o1.expect("user_joined")
+    ack = await victim.emit_with_ack("join_room", {"roomName": room, "personName": "victim"})
+    assert sorted(p["personName"] for p in ack[0]["peers"]) == ["o1", "o2"], ack
+    for c in (o1, o2, victim):
+        await c.expect("user_joined")
+
+    # The presence keys live on more than one master.
+    holders = set()
+    for port in rc.ports:
+        if rc.cli(port, "KEYS", "socket.io:presence:*").split():
+            holders.add(port)
+    assert len(holders) >= 2, f"presence keys all on one master: {holders}"
+    await asyncio.sleep(timeout_ms / 1000 / 2)  # a heartbeat of n3 has registered its entry
+
+    os.kill(n3.proc.pid, 9)
+    n3.proc.wait(timeout=5)
+    n3.stopped = True
+    killed = time.monotonic()
+    left = {"personName": "victim", "roomName": room, "socketId": victim.sid}
+    for c in (o1, o2):
+        assert_exact(await c.expect("user_left", timeout=2 * timeout_ms / 1000 + 2), left)
+    took = time.monotonic() - killed
+    await asyncio.sleep(timeout_ms / 1000)
+    for c in (o1, o2):
+        assert [p for e, p in c.log if e == "user_left"] == [left], c.log
+    REPORT_LINES.append(f"redis cluster presence: user_left for a killed node's socket {took:.2f} s after kill -9 "
+                        f"(--node-timeout {timeout_ms} ms)")
+    assert took <= 2 * timeout_ms / 1000 + 0.5
