@@ -674,3 +674,53 @@ async def test_presence_on_the_cluster_reaps_a_killed_node(redis_cluster, nodes,
     REPORT_LINES.append(f"redis cluster presence: user_left for a killed node's socket {took:.2f} s after kill -9 "
                         f"(--node-timeout {timeout_ms} ms)")
     assert took <= 2 * timeout_ms / 1000 + 0.5
+
+
+async def test_rooms_spread_over_the_shards(redis_cluster, nodes, sio_clients):
+    """Per-shard load: rooms hash to slots, so their channels, subscriptions and SPUBLISHes spread over the
+    masters. 30 rooms, a member on each of two nodes, 5 messages per room: each master must carry between 15 %
+    and 55 % of the room channels and of the SPUBLISHes (an even spread is 33 %), and a node receives only its
+    own rooms' traffic (each room channel has exactly the two subscribing nodes)."""
+    rc = redis_cluster
+    seeds = ",".join(f"redis://127.0.0.1:{p}" for p in rc.ports)
+    n1 = nodes("n1", seeds)
+    n2 = nodes("n2", seeds)
+    before = {port: spublish_calls(rc, port) for port in rc.ports}
+    rooms = [unique("spread") for _ in range(30)]
+    pairs = []
+    for room in rooms:
+        a = await sio_clients(n1.url, f"a-{room}")
+        b = await sio_clients(n2.url, f"b-{room}")
+        await a.join(room)
+        await b.emit("join_room", {"roomName": room, "personName": "b"})
+        await b.expect("user_joined")
+        await a.expect("user_joined")
+        pairs.append((room, a, b))
+    for room, _, _ in pairs:
+        await wait_subscribers(rc, f"socket.io#/#{room}#", 2)
+    for room, a, b in pairs:
+        for i in range(5):
+            await a.emit("message", {"roomName": room, "personName": "a", "content": f"m{i}"})
+    for room, a, b in pairs:
+        for i in range(5):
+            got = await b.expect("message")
+            assert got["content"] == f"m{i}", got
+    per_master_rooms = {port: 0 for port in rc.ports}
+    for room in rooms:
+        per_master_rooms[rc.owner(f"socket.io#/#{room}#")] += 1
+    published = {port: spublish_calls(rc, port) - before[port] for port in rc.ports}
+    total = sum(published.values())
+    REPORT_LINES.append(
+        "redis cluster spread over 3 masters: room channels " +
+        " / ".join(str(per_master_rooms[p]) for p in rc.ports) + " of 30; SPUBLISH " +
+        " / ".join(f"{published[p]} ({100 * published[p] / total:.0f} %)" for p in rc.ports))
+    for port in rc.ports:
+        assert 0.15 <= per_master_rooms[port] / 30 <= 0.55, per_master_rooms
+        assert 0.15 <= published[port] / total <= 0.55, published
+
+
+def spublish_calls(rc, port):
+    for line in rc.cli(port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_spublish:"):
+            return int(re.search(r"calls=(\d+)", line).group(1))
+    return 0
