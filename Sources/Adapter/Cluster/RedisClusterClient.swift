@@ -203,6 +203,7 @@ public final class RedisClusterClient: Sendable {
                 if case RedisError.notConnected = error { self.refresh(reason: "a master is not connected") }
                 return self.eventLoop.makeFailedFuture(error)
             }
+            guard !self.state.value.closed else { return self.eventLoop.makeFailedFuture(RedisError.clientClosed) }
             switch redirection {
             case .moved(_, let target):
                 self.tallies.moved.add(1, ordering: .relaxed)
@@ -221,6 +222,7 @@ public final class RedisClusterClient: Sendable {
     /// SSUBSCRIBE to shard channels (reference-counted per name), each on the master that owns its slot.
     public func ssubscribe(_ channels: [String]) {
         onLoop {
+            guard !self.state.value.closed else { return }
             let actions = self.state.value.subscriptions.subscribe(channels)
             self.perform(actions)
         }
@@ -229,6 +231,7 @@ public final class RedisClusterClient: Sendable {
     /// SUNSUBSCRIBE from shard channels (each name once less).
     public func sunsubscribe(_ channels: [String]) {
         onLoop {
+            guard !self.state.value.closed else { return }
             let actions = self.state.value.subscriptions.unsubscribe(channels)
             self.perform(actions)
         }
