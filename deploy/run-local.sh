@@ -5,6 +5,8 @@
 #   ./deploy/run-local.sh            build (release) and run; demo page through HAProxy on http://127.0.0.1:4000/
 #   ./deploy/run-local.sh --sentinel the same with Redis Sentinel: a primary, a replica and 3 sentinels, which the
 #                                    nodes ask for the primary (--redis-sentinel); try `kill -9` of the primary
+#   ./deploy/run-local.sh --cluster  the same on a Redis Cluster: 3 masters and 3 replicas (Redis >= 7), the nodes
+#                                    use the sharded adapter (--redis-cluster); try `kill -9` of a master
 #
 # On a fresh Debian machine with Swift it installs what is missing (redis-server, haproxy, libhiredis-dev,
 # pkg-config; with sudo when not root). Ctrl-C or SIGTERM stops everything it started, by PID.
@@ -13,19 +15,22 @@
 #   SIGNAL_NODE_BIN   a prebuilt signal-node binary: skip the build
 #   LB_PORT           HAProxy port (default 4000); the nodes get LB_PORT+1..+3
 #   REDIS_PORT        the private redis-server's port (default 6380; the system's 6379 is left alone); with
-#                     --sentinel the replica gets REDIS_PORT+1 and the sentinels REDIS_PORT+2..+4
+#                     --sentinel the replica gets REDIS_PORT+1 and the sentinels REDIS_PORT+2..+4; with --cluster
+#                     the masters get REDIS_PORT..+2 and the replicas REDIS_PORT+3..+5 (and each its bus port +10000)
 #   RUN_DIR           where logs go (default: a new temporary directory)
 #   SIGNAL_*          any node setting (see `signal-node --help`), e.g. SIGNAL_LOG_LEVEL=debug;
 #                     SIGNAL_HOST, SIGNAL_PORT, SIGNAL_REDIS_URL (or SIGNAL_REDIS_SENTINEL and
-#                     SIGNAL_REDIS_SENTINEL_MASTER) and SIGNAL_NODE_ID are set per node here.
+#                     SIGNAL_REDIS_SENTINEL_MASTER, or SIGNAL_REDIS_CLUSTER) and SIGNAL_NODE_ID are set per node here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sentinel=0
+cluster=0
 case "${1:-}" in
     "") ;;
     --sentinel) sentinel=1 ;;
-    *) echo "usage: $0 [--sentinel]" >&2; exit 2 ;;
+    --cluster) cluster=1 ;;
+    *) echo "usage: $0 [--sentinel | --cluster]" >&2; exit 2 ;;
 esac
 
 lb_port="${LB_PORT:-4000}"
@@ -34,6 +39,10 @@ node_ports=("$((lb_port + 1))" "$((lb_port + 2))" "$((lb_port + 3))")
 redis_ports=("$redis_port")
 if [ $sentinel -eq 1 ]; then
     redis_ports+=("$((redis_port + 1))" "$((redis_port + 2))" "$((redis_port + 3))" "$((redis_port + 4))")
+fi
+if [ $cluster -eq 1 ]; then
+    for i in 1 2 3 4 5; do redis_ports+=("$((redis_port + i))"); done
+    for i in 0 1 2 3 4 5; do redis_ports+=("$((redis_port + i + 10000))"); done  # cluster bus ports
 fi
 
 # --- packages -------------------------------------------------------------------------------------------
@@ -139,9 +148,34 @@ if ! command -v curl >/dev/null; then
 fi
 
 echo "== starting Redis, 3 nodes and HAProxy (logs in $run_dir)"
-start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$run_dir"
-wait_for redis port_busy "$redis_port"
-redis_env=(SIGNAL_REDIS_URL="redis://127.0.0.1:$redis_port")
+if [ $cluster -eq 1 ]; then
+    cluster_addresses=()
+    for i in 0 1 2 3 4 5; do
+        port="$((redis_port + i))"
+        start "redis$i" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$run_dir" \
+            --cluster-enabled yes --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 2000 \
+            --cluster-replica-validity-factor 0
+        wait_for "redis$i" port_busy "$port"
+        cluster_addresses+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${cluster_addresses[@]}" --cluster-replicas 1 --cluster-yes >"$run_dir/cluster-create.log"
+    cluster_ok() { redis-cli -p "$redis_port" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; }
+    wait_for redis5 cluster_ok
+    # A replica that has not finished its first sync cannot take over: wait for all three.
+    replicas_synced() {
+        local n=0 p
+        for p in "${cluster_addresses[@]}"; do
+            redis-cli -p "${p#*:}" info replication 2>/dev/null | grep -q 'master_link_status:up' && n=$((n + 1))
+        done
+        [ "$n" -eq 3 ]
+    }
+    wait_for redis5 replicas_synced
+    redis_env=(SIGNAL_REDIS_CLUSTER="redis://127.0.0.1:$redis_port,redis://127.0.0.1:$((redis_port + 1)),redis://127.0.0.1:$((redis_port + 2))")
+else
+    start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$run_dir"
+    wait_for redis port_busy "$redis_port"
+    redis_env=(SIGNAL_REDIS_URL="redis://127.0.0.1:$redis_port")
+fi
 if [ $sentinel -eq 1 ]; then
     start replica redis-server --port "${redis_ports[1]}" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$run_dir" --replicaof 127.0.0.1 "$redis_port"
@@ -183,7 +217,7 @@ signal-node cluster is up (Ctrl-C stops it):
   node2                        http://127.0.0.1:${node_ports[1]}/   (pid ${node_pids[1]})
   node3                        http://127.0.0.1:${node_ports[2]}/   (pid ${node_pids[2]})
   Redis                        redis://127.0.0.1:$redis_port   (pid ${pids[0]})
-  logs                         $run_dir/{redis,node1,node2,node3,haproxy}.log
+  logs                         $run_dir/{redis*,node1,node2,node3,haproxy}.log
 Try failover: kill -9 <a node's pid> (its clients move to the other nodes; this script keeps running).
 EOF
 if [ $sentinel -eq 1 ]; then
@@ -191,6 +225,14 @@ if [ $sentinel -eq 1 ]; then
 Sentinel (master name 'signal'): replica redis://127.0.0.1:${redis_ports[1]} (pid ${pids[1]}),
   sentinels on ports ${redis_ports[2]}-${redis_ports[4]}; logs $run_dir/{replica,sentinel1,sentinel2,sentinel3}.log.
   kill -9 ${pids[0]} (the primary): the sentinels promote the replica ~3 s later and the nodes follow.
+EOF
+fi
+
+if [ $cluster -eq 1 ]; then
+    cat <<EOF
+Redis Cluster: ports $redis_port-$((redis_port + 5)) (pids ${pids[*]:0:6}); each node, its role and slots:
+$(redis-cli -p "$redis_port" cluster nodes | awk '{print "  " $2 " " $3 " " $9}')
+  kill -9 the pid of a master: its replica is promoted ~3 s later and the nodes follow.
 EOF
 fi
 

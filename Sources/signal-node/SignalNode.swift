@@ -41,6 +41,9 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "The primary's name in the sentinels' configuration (sentinel monitor NAME …) [SIGNAL_REDIS_SENTINEL_MASTER].")
     var redisSentinelMaster: String = env("SIGNAL_REDIS_SENTINEL_MASTER") ?? ""
 
+    @Option(help: "Redis Cluster seed URLs, comma-separated (redis://host:7000,…): share rooms through the cluster's sharded pub/sub, wire-compatible with Node.js createShardedAdapter (redis-adapter 8.3, dynamic mode); presence keys are routed by slot [SIGNAL_REDIS_CLUSTER].")
+    var redisCluster: String = env("SIGNAL_REDIS_CLUSTER") ?? ""
+
     @Option(help: "Redis subscription mode: pattern (PSUBSCRIBE, like Node.js nodes) or per-room [SIGNAL_REDIS_MODE].")
     var redisMode: String = env("SIGNAL_REDIS_MODE") ?? "pattern"
 
@@ -284,6 +287,19 @@ struct SignalNode: AsyncParsableCommand {
                 throw ValidationError("--redis-sentinel: \(error)")
             }
         }
+        if !redisCluster.isEmpty {
+            guard redis.isEmpty, redisSentinel.isEmpty else {
+                throw ValidationError("--redis-cluster goes alone: not with --redis or --redis-sentinel")
+            }
+            guard redisMode == "pattern" else {
+                throw ValidationError("--redis-mode is for --redis; --redis-cluster uses the sharded adapter's dynamic mode")
+            }
+            do {
+                _ = try RedisClusterConfiguration(urls: redisCluster)
+            } catch {
+                throw ValidationError("--redis-cluster: \(error)")
+            }
+        }
         guard RedisAdapterConfiguration.SubscriptionMode(rawValue: redisMode) != nil else {
             throw ValidationError("--redis-mode must be pattern or per-room, got \(redisMode)")
         }
@@ -398,7 +414,32 @@ struct SignalNode: AsyncParsableCommand {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads == 0 ? System.coreCount : threads)
         let server: SignalServer
-        if redis.isEmpty && redisSentinel.isEmpty {
+        if !redisCluster.isEmpty {
+            let cluster = try RedisClusterConfiguration(urls: redisCluster)
+            logger.info("cluster mode", metadata: ["redis.cluster": "\(cluster)", "redis.adapter": "sharded (dynamic)"])
+            let presence = RedisPresenceStore(
+                configuration: RedisPresenceStore.Configuration(
+                    redis: cluster.seeds[0],
+                    prefix: "\(redisPrefix):presence",
+                    nodeTimeout: .milliseconds(Int64(nodeTimeout)),
+                    nodeName: nodeId,
+                    cluster: cluster
+                ),
+                eventLoopGroup: group,
+                logger: logger
+            )
+            let prefix = redisPrefix
+            server = SignalServer(configuration: configuration, group: group, logger: logger, presence: presence) { nsp, delivery in
+                ShardedRedisAdapter(
+                    nsp: nsp,
+                    delivery: delivery,
+                    cluster: cluster,
+                    prefix: prefix,
+                    eventLoopGroup: group,
+                    logger: logger
+                )
+            }
+        } else if redis.isEmpty && redisSentinel.isEmpty {
             server = SignalServer(configuration: configuration, group: group, logger: logger)
         } else {
             var redisConfiguration = redis.isEmpty ? RedisConfiguration() : try RedisConfiguration(url: redis)

@@ -26,6 +26,7 @@ public final class RedisSubscriber: Sendable {
     private let logger: Logger
     private let onMessage: MessageHandler
     private let onEvent: (@Sendable (RedisConnectionEvent) -> Void)?
+    private let onServerUnsubscribe: (@Sendable (String) -> Void)?
     let driver: RedisReconnectDriver<RedisSubscriptionStateMachine<any Channel>>
     private let readyFlag = Atomic<Bool>(false)
     private let connectedFlag = Atomic<Bool>(false)
@@ -35,12 +36,15 @@ public final class RedisSubscriber: Sendable {
     /// - Parameters:
     ///   - onEvent: called on ``eventLoop`` when the connection comes, goes or fails to come, and when
     ///     ``isReady`` changes.
+    ///   - onServerUnsubscribe: called on ``eventLoop`` when Redis drops a wanted subscription on its own (a shard
+    ///     channel whose slot moved), with its name; the subscriber subscribes again on the same connection.
     ///   - onMessage: called on ``eventLoop`` for each message of a wanted subscription.
     public init(
         configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger = Logger(label: "Adapter.Redis"),
         onEvent: (@Sendable (RedisConnectionEvent) -> Void)? = nil,
+        onServerUnsubscribe: (@Sendable (String) -> Void)? = nil,
         onMessage: @escaping MessageHandler
     ) {
         self.eventLoop = eventLoopGroup.next()
@@ -51,6 +55,7 @@ public final class RedisSubscriber: Sendable {
         logger[metadataKey: "redis.role"] = "subscriber"
         self.logger = logger
         self.onEvent = onEvent
+        self.onServerUnsubscribe = onServerUnsubscribe
         self.onMessage = onMessage
         self.driver = RedisReconnectDriver(
             machine: RedisSubscriptionStateMachine(),
@@ -168,6 +173,7 @@ public final class RedisSubscriber: Sendable {
             if let channel = self.driver.machine.connection {
                 self.write([command], on: channel)
             }
+            for name in command.names { self.onServerUnsubscribe?(name) }
         case .doNothing:
             break
         }

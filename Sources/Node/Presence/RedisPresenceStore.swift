@@ -25,12 +25,23 @@ public final class RedisPresenceStore: PresenceStore {
         /// How long a node may go without a heartbeat before the others declare it dead.
         public var nodeTimeout: TimeAmount
         public var nodeName: String
+        /// A Redis Cluster instead of the one server of ``redis``: each command goes to the master of its key's
+        /// slot. Every presence command names one key, so no two keys need to share a slot (and `TIME` is asked of
+        /// the master of `<prefix>:nodes`, so all nodes compare heartbeats on one clock).
+        public var cluster: RedisClusterConfiguration?
 
-        public init(redis: RedisConfiguration, prefix: String = "signal", nodeTimeout: TimeAmount = .seconds(10), nodeName: String) {
+        public init(
+            redis: RedisConfiguration,
+            prefix: String = "signal",
+            nodeTimeout: TimeAmount = .seconds(10),
+            nodeName: String,
+            cluster: RedisClusterConfiguration? = nil
+        ) {
             self.redis = redis
             self.prefix = prefix
             self.nodeTimeout = nodeTimeout
             self.nodeName = nodeName
+            self.cluster = cluster
         }
 
         /// Heartbeats come this often: a quarter of the timeout.
@@ -41,7 +52,7 @@ public final class RedisPresenceStore: PresenceStore {
     /// This process's identity in `<prefix>:nodes`: the node name plus a random suffix, so a restarted node is
     /// a new instance and its predecessor's sockets are reaped.
     public let instance: String
-    private let connection: RedisConnection
+    private let connection: any RedisCommandSender
     private let local = Mutex(LocalPresence())
     private let logger: Logger
     private let heartbeatTask = Mutex<RepeatedTask?>(nil)
@@ -59,20 +70,22 @@ public final class RedisPresenceStore: PresenceStore {
         logger[metadataKey: "presence.instance"] = "\(instance)"
         self.logger = logger
         let reconnected = WeakReference<RedisPresenceStore>()
-        self.connection = RedisConnection(
-            configuration: configuration.redis,
-            eventLoopGroup: eventLoopGroup,
-            logger: logger,
-            onEvent: { event in
-                // Connected (first time, or back after an outage): register at once rather than at the next
-                // heartbeat, so a node that dies early is known, and a Redis that lost our entries gets them back.
-                switch event {
-                case .connected: reconnected.object?.heartbeatNow()
-                case .disconnected, .closed: reconnected.object?.registered.store(false, ordering: .relaxed)
-                default: break
-                }
+        let onEvent: @Sendable (RedisConnectionEvent) -> Void = { event in
+            // Connected (first time, or back after an outage): register at once rather than at the next
+            // heartbeat, so a node that dies early is known, and a Redis that lost our entries gets them back.
+            switch event {
+            case .connected: reconnected.object?.heartbeatNow()
+            case .disconnected, .closed: reconnected.object?.registered.store(false, ordering: .relaxed)
+            default: break
             }
-        )
+        }
+        if let cluster = configuration.cluster {
+            self.connection = RedisClusterClient(
+                configuration: cluster, eventLoopGroup: eventLoopGroup, logger: logger, onEvent: onEvent)
+        } else {
+            self.connection = RedisConnection(
+                configuration: configuration.redis, eventLoopGroup: eventLoopGroup, logger: logger, onEvent: onEvent)
+        }
         reconnected.set(self)
     }
 
@@ -144,7 +157,7 @@ public final class RedisPresenceStore: PresenceStore {
         let eventLoop = connection.eventLoop
         guard connection.isConnected else { return eventLoop.makeSucceededVoidFuture() }
         let timeoutMS = configuration.nodeTimeout.nanoseconds / 1_000_000
-        return connection.send(["TIME"]).flatMap { time -> EventLoopFuture<Void> in
+        return connection.send(RedisCommand(["TIME"]), routingKey: nodesKey).flatMap { time -> EventLoopFuture<Void> in
             guard let parts = time.array, parts.count == 2, let seconds = parts[0].string.flatMap(Int64.init),
                 let micros = parts[1].string.flatMap(Int64.init)
             else { return eventLoop.makeSucceededVoidFuture() }

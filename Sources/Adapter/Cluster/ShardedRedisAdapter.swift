@@ -1,0 +1,292 @@
+import Logging
+import NIOCore
+import SocketIO
+import Synchronization
+
+/// The cluster adapter on Redis Cluster's sharded pub/sub, wire-compatible with Node's `createShardedAdapter` of
+/// `@socket.io/redis-adapter` 8.3.0 in its default `dynamic` subscription mode (see ``ShardedChannels`` and
+/// ``ShardedMessage``; the captured bytes are in `Tests/AdapterTests/Fixtures/sharded/`).
+///
+/// - Subscriptions: the namespace channel and this node's response channel from the start, plus one channel per
+///   room with local members (not socket-id rooms), SSUBSCRIBEd when the room is created here and SUNSUBSCRIBEd
+///   when it empties. ``RedisClusterClient`` puts each on the master of its slot and moves it when the slot does.
+/// - A broadcast is delivered to local sockets first, then SPUBLISHed once, as JSON (MessagePack when it holds
+///   binary), to the room's channel for exactly one public room, else to the namespace channel.
+/// - A message from Redis is dropped when it carries this node's uid or another namespace; broadcasts go to the
+///   local recipients; requests of Node.js nodes (sockets join/leave, disconnect, fetch, server-side emit with ack,
+///   broadcast with ack) are answered on the requester's response channel, as the classic adapter answers them.
+///
+/// Nothing here blocks: room membership is behind a mutex that guards only the registry, Redis I/O runs on the
+/// cluster client's event loop.
+public final class ShardedRedisAdapter: Adapter {
+    public let nsp: String
+    /// 16 lowercase hex characters, as Node's cluster adapter uid.
+    public let uid: String
+    public let channels: ShardedChannels
+    private let registry = Mutex(RoomRegistry())
+    private let delivery: any LocalDelivery
+    private let cluster: RedisClusterClient
+    private let logger: Logger
+    private let tallies = Counters()
+
+    private final class Counters: Sendable {
+        let published = Atomic<Int>(0)
+        let dropped = Atomic<Int>(0)
+        let received = Atomic<Int>(0)
+        let ignored = Atomic<Int>(0)
+        let requests = Atomic<Int>(0)
+        let malformed = Atomic<Int>(0)
+        let droppedSinceLog = Atomic<Int>(0)
+    }
+
+    public init(
+        nsp: String = "/",
+        delivery: any LocalDelivery,
+        cluster configuration: RedisClusterConfiguration,
+        prefix: String = ClusterChannels.defaultPrefix,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger
+    ) {
+        self.nsp = nsp
+        self.uid = Self.randomUID()
+        self.channels = ShardedChannels(prefix: prefix, nsp: nsp)
+        self.delivery = delivery
+        var adapterLogger = logger
+        adapterLogger[metadataKey: "adapter.uid"] = "\(uid)"
+        self.logger = adapterLogger
+        let handlerBox = WeakReference<ShardedRedisAdapter>()
+        self.cluster = RedisClusterClient(
+            configuration: configuration,
+            eventLoopGroup: eventLoopGroup,
+            logger: adapterLogger,
+            onMessage: { channel, payload in handlerBox.object?.received(channel: channel, payload: payload) }
+        )
+        handlerBox.set(self)
+    }
+
+    /// 8 random bytes in lowercase hex (Node: `randomBytes(8).toString("hex")`).
+    static func randomUID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let value = generator.next() as UInt64
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    // MARK: lifecycle
+
+    public func start() async throws {
+        cluster.ssubscribe([channels.namespaceChannel, channels.responseChannel(uid: uid)])
+        cluster.start()
+    }
+
+    public func shutdown() async {
+        _ = try? await cluster.close().get()
+    }
+
+    public var isReady: Bool { cluster.isReady }
+
+    public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
+
+    public var counters: [(name: String, help: String, value: Int)] {
+        let cluster = self.cluster.statistics
+        return [
+            ("signal_redis_published_total", "Broadcasts published on Redis.", tallies.published.load(ordering: .relaxed)),
+            ("signal_redis_received_total", "Broadcast messages received from Redis.", tallies.received.load(ordering: .relaxed)),
+            ("signal_redis_ignored_total", "Received broadcasts dropped unread (own, other namespace, no local room).", tallies.ignored.load(ordering: .relaxed)),
+            ("signal_redis_requests_total", "Requests received from other nodes.", tallies.requests.load(ordering: .relaxed)),
+            ("signal_redis_malformed_total", "Unreadable messages from Redis.", tallies.malformed.load(ordering: .relaxed)),
+            ("signal_redis_reconnects_total", "Reconnects of the Redis connections.", cluster.reconnects),
+            ("signal_redis_dropped_total", "Cross-node messages lost because Redis was unreachable.", tallies.dropped.load(ordering: .relaxed)),
+            ("signal_redis_cluster_map_refreshes_total", "Reads of the Redis Cluster slot map.", cluster.refreshes),
+            ("signal_redis_cluster_map_changes_total", "Slot maps read that differed from the one before.", cluster.mapChanges),
+            ("signal_redis_cluster_moved_total", "MOVED replies followed.", cluster.moved),
+            ("signal_redis_cluster_ask_total", "ASK replies followed.", cluster.ask),
+        ]
+    }
+
+    // MARK: membership
+
+    public func join(_ socket: SocketID, rooms: [Room]) {
+        let changes = registry.withLock { registry in rooms.compactMap { registry.join(socket, room: $0) } }
+        apply(changes)
+    }
+
+    public func leave(_ socket: SocketID, room: Room) {
+        let change = registry.withLock { $0.leave(socket, room: room) }
+        if let change { apply([change]) }
+    }
+
+    public func leaveAll(_ socket: SocketID) {
+        apply(registry.withLock { $0.leaveAll(socket) })
+    }
+
+    public func rooms(of socket: SocketID) -> Set<Room> {
+        registry.withLock { $0.rooms(of: socket) }
+    }
+
+    public func localSockets(in rooms: Set<Room>) -> Set<SocketID> {
+        registry.withLock { $0.localSockets(in: rooms) }
+    }
+
+    /// Dynamic mode: a room's channel while the room has local members (the client reference-counts, so
+    /// join/leave races net out). Socket-id rooms have none.
+    private func apply(_ changes: [RoomRegistry.Change]) {
+        var subscribe: [String] = []
+        var unsubscribe: [String] = []
+        for change in changes {
+            switch change {
+            case .roomCreated(let room) where ShardedChannels.hasOwnChannel(room):
+                subscribe.append(channels.roomChannel(room))
+            case .roomDeleted(let room) where ShardedChannels.hasOwnChannel(room):
+                unsubscribe.append(channels.roomChannel(room))
+            default:
+                break
+            }
+        }
+        if !subscribe.isEmpty { cluster.ssubscribe(subscribe) }
+        if !unsubscribe.isEmpty { cluster.sunsubscribe(unsubscribe) }
+    }
+
+    // MARK: broadcast
+
+    public func broadcast(_ packet: BroadcastPacket, options: BroadcastOptions) {
+        let (recipients, targetIsLocalSocket) = registry.withLock { registry in
+            let recipients = registry.recipients(of: options)
+            let room = options.rooms.count == 1 ? options.rooms[0] : nil
+            let local = room.map { registry.rooms(of: $0).contains($0) } ?? false
+            return (recipients, local)
+        }
+        if !recipients.isEmpty { delivery.deliver(packet, to: recipients) }
+        guard !options.flags.local, !targetIsLocalSocket else { return }
+        let message = ShardedMessage.broadcast(uid: uid, packet: packet, options: options)
+        publish(message, on: channels.publishChannel(for: options))
+    }
+
+    private func publish(_ message: ShardedMessage, on channel: String) {
+        let tallies = self.tallies
+        let logger = self.logger
+        cluster.spublish(channel, message: message.encoded()).whenComplete { result in
+            switch result {
+            case .success:
+                tallies.published.add(1, ordering: .relaxed)
+                let dropped = tallies.droppedSinceLog.exchange(0, ordering: .relaxed)
+                if dropped > 0 {
+                    logger.warning("redis is back; cross-node messages lost meanwhile", metadata: ["lost": "\(dropped)"])
+                }
+            case .failure(let error):
+                tallies.dropped.add(1, ordering: .relaxed)
+                let pending = tallies.droppedSinceLog.add(1, ordering: .relaxed).newValue
+                if pending == 1 || pending % 1000 == 0 {
+                    logger.error(
+                        "cross-node message lost: redis spublish failed",
+                        metadata: ["redis.channel": "\(channel)", "error": "\(error)", "lost.since.last.log": "\(pending)"]
+                    )
+                }
+            }
+        }
+    }
+
+    // MARK: receiving
+
+    /// A message from one of the shard subscribers (on the cluster client's loop).
+    func received(channel: String, payload: ByteBuffer) {
+        let message: ShardedMessage
+        do {
+            message = try ShardedMessage(decoding: payload)
+        } catch {
+            tallies.malformed.add(1, ordering: .relaxed)
+            logger.warning("malformed message from redis", metadata: ["redis.channel": "\(channel)", "error": "\(error)"])
+            return
+        }
+        guard message.uid != uid, message.nsp == nsp else {
+            tallies.ignored.add(1, ordering: .relaxed)
+            return
+        }
+        // Responses to requests: this node makes none.
+        guard channel != channels.responseChannel(uid: uid) else { return }
+        do {
+            try handle(message)
+        } catch {
+            tallies.malformed.add(1, ordering: .relaxed)
+            logger.debug("unreadable message from redis", metadata: ["redis.channel": "\(channel)", "error": "\(error)"])
+        }
+    }
+
+    private func handle(_ message: ShardedMessage) throws(ClusterMessageError) {
+        switch message.kind {
+        case .broadcast:
+            let (packet, options, requestId) = try message.broadcast()
+            let recipients = registry.withLock { $0.recipients(of: options) }
+            guard let requestId else {
+                tallies.received.add(1, ordering: .relaxed)
+                if recipients.isEmpty {
+                    tallies.ignored.add(1, ordering: .relaxed)
+                } else {
+                    delivery.deliver(packet, to: recipients)
+                }
+                return
+            }
+            tallies.requests.add(1, ordering: .relaxed)
+            respond(to: message.uid, .broadcastClientCount, requestId, [(key: "clientCount", value: .number(Double(recipients.count)))])
+            guard !recipients.isEmpty else { return }
+            let requester = message.uid
+            delivery.deliverWithAck(packet, to: recipients) { [weak self] arguments in
+                self?.respond(to: requester, .broadcastAck, requestId, [(key: "packet", value: arguments.first ?? .null)])
+            }
+        case .socketsJoin, .socketsLeave:
+            tallies.requests.add(1, ordering: .relaxed)
+            let options = try message.requestOptions()
+            let rooms = try ClusterBroadcast.rooms(message.data["rooms"], field: "rooms")
+            let targets = registry.withLock { $0.recipients(of: options) }
+            for socket in targets {
+                if message.kind == .socketsJoin {
+                    join(socket, rooms: rooms)
+                } else {
+                    for room in rooms { leave(socket, room: room) }
+                }
+            }
+        case .disconnectSockets:
+            tallies.requests.add(1, ordering: .relaxed)
+            let options = try message.requestOptions()
+            let targets = registry.withLock { $0.recipients(of: options) }
+            if !targets.isEmpty { delivery.disconnect(targets, close: message.data["close"] == .bool(true)) }
+        case .fetchSockets:
+            tallies.requests.add(1, ordering: .relaxed)
+            guard let requestId = message.requestId else { return }
+            let options = try message.requestOptions()
+            let sockets: [PacketValue] = registry.withLock { registry in
+                registry.recipients(of: options).map { id in
+                    let rooms = [id] + registry.rooms(of: id).filter { $0 != id }.sorted()
+                    return .object([
+                        (key: "id", value: .string(id)),
+                        (key: "handshake", value: .object([])),
+                        (key: "rooms", value: .array(rooms.map(PacketValue.string))),
+                        (key: "data", value: .object([])),
+                    ])
+                }
+            }
+            respond(to: message.uid, .fetchSocketsResponse, requestId, [(key: "sockets", value: .array(sockets))])
+        case .serverSideEmit:
+            tallies.requests.add(1, ordering: .relaxed)
+            // No server-side listeners here; answer so a waiting Node node is not left to time out.
+            guard let requestId = message.requestId else { return }
+            respond(to: message.uid, .serverSideEmitResponse, requestId, [(key: "packet", value: .null)])
+        case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck, nil:
+            tallies.ignored.add(1, ordering: .relaxed)
+        }
+    }
+
+    private func respond(
+        to requester: String,
+        _ kind: ShardedMessage.Kind,
+        _ requestId: String,
+        _ fields: [(key: String, value: PacketValue)]
+    ) {
+        let response = ShardedMessage.response(kind, requestId: requestId, fields, uid: uid, nsp: nsp)
+        let channel = channels.responseChannel(uid: requester)
+        let logger = self.logger
+        cluster.spublish(channel, message: response.encoded()).whenFailure { error in
+            logger.warning("could not answer a cluster request", metadata: ["error": "\(error)"])
+        }
+    }
+}
