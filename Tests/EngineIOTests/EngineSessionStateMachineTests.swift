@@ -618,3 +618,220 @@ struct EngineSessionStateMachineUpgradeTests {
         #expect(m.ws("4late", from: "probe") == .doNothing)
     }
 }
+
+// MARK: random interleavings
+
+/// Long random sequences of events (seeded, so a failure replays), checked against what must hold whatever the
+/// order: every GET is settled at most once (answered, aborted, rejected, or released with a noop), a GET is only
+/// left unsettled while it is held or after its connection went away, the session closes at most once and does
+/// nothing after it, and packets leave in the order they were sent, each at most once.
+@Suite("Engine session state machine: random interleavings")
+struct EngineSessionStateMachineRandomTests {
+    /// SplitMix64: small, deterministic, good enough to pick events.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    struct Run {
+        var machine: Machine
+        var random: Generator
+        var nextGet = 0
+        var nextPacket = 0
+        var nextWebSocket = 0
+        var pendingFlushes = 0
+        /// GET ids given to the machine and not yet settled.
+        var open: Set<String> = []
+        /// GETs whose connection went away.
+        var gone: Set<String> = []
+        var settled: Set<String> = []
+        var closes = 0
+        var delivered: [Int] = []
+        var webSockets: [String] = ["ws0"]
+        var issues: [String] = []
+
+        init(seed: UInt64, startOnWebSocket: Bool) {
+            random = Generator(state: seed)
+            var configuration = EngineConfiguration()
+            configuration.maxBufferedBytes = 60  // small, so the slow-consumer close happens too
+            machine = Machine(webSocket: startOnWebSocket ? "ws0" : nil, configuration: configuration)
+            _ = machine.start(now: t0)
+        }
+
+        mutating func settle(_ get: Get, _ why: String) {
+            if settled.contains(get.id) { issues.append("\(get) settled twice (\(why))") }
+            if !open.contains(get.id) && !gone.contains(get.id) { issues.append("\(get) settled but never given") }
+            open.remove(get.id)
+            settled.insert(get.id)
+        }
+
+        mutating func packets(_ frames: [EngineFrame]) {
+            for case .text(let buffer) in frames {
+                let text = String(buffer: buffer)
+                guard text.hasPrefix("4"), let n = Int(text.dropFirst()) else { continue }
+                if let last = delivered.last, n <= last { issues.append("packet \(n) after \(last)") }
+                delivered.append(n)
+            }
+        }
+
+        mutating func check(_ action: Machine.Action, wasClosed: Bool, event: String) {
+            switch action {
+            case .doNothing, .reject, .armPingTimer, .restartHeartbeat, .writePing, .armUpgradeTimer,
+                .refuseWebSocket, .abortUpgrade, .cancelUpgradeTimer, .queuePing:
+                if case .queuePing(true, _) = action { pendingFlushes += 1 }
+            case .scheduleFlush:
+                pendingFlushes += 1
+            case .write(_, let frames):
+                packets(frames)
+            case .answerPoll(let get, let frames):
+                settle(get, event)
+                if !wasClosed { packets(frames) }
+            case .abortPoll(let get):
+                settle(get, event)
+            case .rejectAndClose(_, let close):
+                checkClose(close, event: event)
+            case .deliverText, .deliverBinary:
+                break
+            case .answerProbe(_, let get):
+                if let get { settle(get, event) }
+            case .completeUpgrade(_, let frames):
+                packets(frames)
+            case .close(let close):
+                checkClose(close, event: event)
+            }
+            if wasClosed {
+                switch action {
+                case .doNothing, .refuseWebSocket, .answerPoll(_, [.close]), .abortPoll: break
+                default: issues.append("\(action) after close (\(event))")
+                }
+            }
+        }
+
+        mutating func checkClose(_ close: Machine.CloseAction, event: String) {
+            closes += 1
+            if closes > 1 { issues.append("closed twice (\(event))") }
+            switch close.transport {
+            case .answerPoll(let get, let frames):
+                settle(get, event)
+                packets(frames)
+            case .abortPoll(let get):
+                settle(get, event)
+            case .none, .closeWebSocket:
+                break
+            }
+        }
+
+        mutating func step() {
+            let wasClosed = machine.isClosed
+            let now = t0
+            var event = ""
+            let action: Machine.Action
+            switch Int.random(in: 0..<16, using: &random) {
+            case 0, 1:
+                nextGet += 1
+                let get = Get("c\(nextGet)")
+                event = "GET \(get.id)"
+                open.insert(get.id)
+                action = machine.pollArrived(get)
+                if case .reject = action { settle(get, event) }
+                if case .rejectAndClose = action { settle(get, event) }
+            case 2, 3:
+                nextPacket += 1
+                event = "send \(nextPacket)"
+                action = machine.send([textFrame("4\(nextPacket)")])
+            case 4:
+                event = "flush tick"
+                if pendingFlushes > 0 {
+                    pendingFlushes -= 1
+                    action = machine.flushTick()
+                } else {
+                    action = .doNothing
+                }
+            case 5:
+                event = "pong"
+                action = machine.packetReceived(textFrame("3"), from: source(), now: now)
+            case 6:
+                event = "ping timer"
+                action = machine.pingTimerFired(now: now)
+            case 7:
+                event = "pong timeout"
+                action = Int.random(in: 0..<4, using: &random) == 0 ? machine.pongTimeoutFired() : .doNothing
+            case 8:
+                nextWebSocket += 1
+                let ws = "ws\(nextWebSocket)"
+                webSockets.append(ws)
+                event = "\(ws) connects"
+                action = machine.webSocketConnected(ws, now: now)
+            case 9:
+                let ws = webSockets.randomElement(using: &random)!
+                event = "2probe on \(ws)"
+                action = machine.packetReceived(textFrame("2probe"), from: .webSocket(ws), now: now)
+            case 10:
+                let ws = webSockets.randomElement(using: &random)!
+                event = "5 on \(ws)"
+                action = machine.packetReceived(textFrame("5"), from: .webSocket(ws), now: now)
+            case 11:
+                let ws = webSockets.randomElement(using: &random)!
+                event = "\(ws) closes"
+                action = machine.webSocketClosed(ws)
+            case 12:
+                event = "upgrade timer"
+                action = machine.upgradeTimerFired()
+            case 13:
+                let id = "c\(Int.random(in: 0...max(nextGet, 1), using: &random))"
+                event = "connection \(id) gone"
+                if open.contains(id) {
+                    open.remove(id)
+                    gone.insert(id)
+                }
+                action = machine.pollConnectionClosed(id)
+            case 14:
+                event = "message"
+                action = machine.packetReceived(textFrame("4m"), from: source(), now: now)
+            default:
+                event = "rare"
+                switch Int.random(in: 0..<8, using: &random) {
+                case 0: action = machine.close(reason: .forcedClose)
+                case 1: action = machine.packetReceived(textFrame("1"), from: source(), now: now)
+                case 2: action = machine.webSocketBackedUp(webSockets.randomElement(using: &random)!)
+                default: action = .doNothing
+                }
+            }
+            check(action, wasClosed: wasClosed, event: event)
+        }
+
+        /// Where the client's packets come from now: a POST, or the session's websocket.
+        mutating func source() -> Machine.Source {
+            if case .webSocket(let ws) = machine.state { return .webSocket(ws) }
+            return .polling
+        }
+
+        /// A GET still open must be the held one.
+        var heldGet: String? {
+            switch machine.state {
+            case .polling(let get), .upgrading(_, .awaitingProbe(let get)): get?.id
+            default: nil
+            }
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func invariantsHoldOverRandomSequences(startOnWebSocket: Bool) {
+        var failures: [String] = []
+        for seed in 1...300 {
+            var run = Run(seed: UInt64(seed), startOnWebSocket: startOnWebSocket)
+            for _ in 0..<60 { run.step() }
+            let unsettled = run.open.subtracting(run.heldGet.map { [$0] } ?? [])
+            if !unsettled.isEmpty { run.issues.append("GETs never answered: \(unsettled.sorted())") }
+            if run.machine.isClosed != (run.closes == 1) { run.issues.append("closed state and close actions differ") }
+            if !run.issues.isEmpty { failures.append("seed \(seed): \(run.issues.prefix(3))") }
+        }
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
+    }
+}
