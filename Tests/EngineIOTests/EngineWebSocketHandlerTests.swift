@@ -130,3 +130,82 @@ extension EngineWebSocketHandlerTests {
         #expect(h.recorder.delegate.closeReasons == [])
     }
 }
+
+/// The handler as the upgrade probe of a polling session on the same loop: it feeds the session (and so its
+/// state machine) and writes what comes back.
+@Suite struct EngineWebSocketHandlerUpgradeTests {
+    final class Harness {
+        let channel = EmbeddedChannel()
+        let recorder = EngineWebSocketHandlerTests.Recorder()
+        let engine: EngineServer
+        let session: EngineSession
+
+        init() throws {
+            let recorder = self.recorder
+            engine = EngineServer(configuration: EngineConfiguration(), logger: Logger(label: "test"), metrics: EngineMetrics()) {
+                $0.delegate = recorder.delegate
+            }
+            session = try #require(engine.openSession(transport: .polling, on: channel.embeddedEventLoop))
+            try channel.pipeline.syncOperations.addHandler(
+                EngineWebSocketHandler(engine: engine, sid: session.sid, token: nil, maxPayload: 1_000)
+            )
+            channel.embeddedEventLoop.run()
+        }
+
+        deinit {
+            _ = try? channel.finish(acceptAlreadyClosed: true)
+            try? channel.embeddedEventLoop.syncShutdownGracefully()
+        }
+
+        func send(_ text: String) throws {
+            try channel.writeInbound(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)))
+            channel.embeddedEventLoop.run()
+        }
+
+        func written() throws -> [String] {
+            var frames: [String] = []
+            while let frame = try channel.readOutbound(as: WebSocketFrame.self) {
+                frames.append(frame.opcode == .connectionClose ? "<close>" : String(buffer: frame.data))
+            }
+            return frames
+        }
+    }
+
+    @Test func probeThenUpgradeMovesTheSessionToTheWebSocket() throws {
+        let h = try Harness()
+        let poll = FakePoll()
+        #expect(h.session.pollArrived(poll) == nil)
+        #expect(h.session.isUpgrading)
+        try h.send("2probe")
+        #expect(try h.written() == ["3probe"])
+        #expect(poll.payloads == ["6"], "the held GET is released with a noop")
+        h.session.send(textFrame("4queued"))
+        try h.send("5")
+        #expect(!h.session.isPolling)
+        #expect(try h.written() == ["4queued"])
+        try h.send("4hello")
+        #expect(h.recorder.delegate.events == [.text("hello")])
+        h.channel.embeddedEventLoop.advanceTime(by: .seconds(25))
+        #expect(try h.written() == ["2"], "the heartbeat moved to the websocket")
+    }
+
+    @Test func aProbeThatSendsSomethingElseIsClosedAndTheSessionStaysOnPolling() throws {
+        let h = try Harness()
+        try h.send("4hello")
+        #expect(try h.written() == ["<close>"])
+        #expect(h.session.isPolling)
+        #expect(!h.session.isUpgrading)
+        #expect(!h.session.isClosed)
+        #expect(h.recorder.delegate.events == [])
+    }
+
+    @Test func theUpgradeTimeoutClosesTheProbe() throws {
+        let h = try Harness()
+        try h.send("2probe")
+        _ = try h.written()
+        h.channel.embeddedEventLoop.advanceTime(by: .seconds(10))
+        #expect(try h.written() == ["<close>"])
+        #expect(h.session.isPolling)
+        #expect(!h.session.isClosed)
+    }
+}
