@@ -172,6 +172,7 @@ let package = Package(
             dependencies: [
                 "Adapter", "SocketIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -183,6 +184,8 @@ let package = Package(
             dependencies: [
                 "Signaling", "SocketIO", "EngineIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

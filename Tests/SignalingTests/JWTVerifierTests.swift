@@ -123,3 +123,48 @@ struct JWTVerifierTests {
         #expect(expiry(-5) == "0:sock")
     }
 }
+
+/// More tokens that must fail, signed with Python's hmac (HS256, "unit-secret" unless said otherwise).
+@Suite("JWT verifier: headers and keys")
+struct JWTVerifierHeaderTests {
+    /// `{"alg":"none"}`.
+    static let algNone = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.D6yA8NEYy9CYzdxlAVfzPvRBIDGe8SjI0iMs4HimtBY"
+    /// `{"typ":"JWT"}`: no alg at all.
+    static let noAlg = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.wTZfxiiir8cM8m50JmQ-EbWPRNWbGYrV2aM2LYayyQc"
+    /// Signed with "other-secret".
+    static let wrongSecret = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.KEnuQFUXXqGid3RffbnCMIgUu4RXdWtjaFdjuCfCzqo"
+    /// Header `["HS256"]`: JSON, but not an object.
+    static let headerArray = "WyJIUzI1NiJd.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.5f-bol1HkbmR55MgrUBfQVhgKM_7ZNUcuaGTKWGq7Hs"
+    /// Claims `exp=2000`: not JSON.
+    static let claimsNotJSON = "eyJhbGciOiJIUzI1NiJ9.ZXhwPTIwMDA.1tsw6oPVL_ESKQXo_-PMiZjENABLdr3ZoqlMamWmSIw"
+    /// `{"alg":"RS256"}` with an HMAC signature: a verifier with only the shared secret must not accept it.
+    static let rs256 = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.7RSw1zpPaRBRnagdRRlMlK1uvmEXdugOmavSCv8QO3g"
+
+    @Test(arguments: [
+        (algNone, JWTVerifier.Failure.unsupportedAlgorithm("none")),
+        (noAlg, .unsupportedAlgorithm("none")),
+        (wrongSecret, .badSignature),
+        (headerArray, .malformed),
+        (claimsNotJSON, .malformed),
+        (rs256, .unsupportedAlgorithm("RS256")),
+        ("", .malformed),
+        ("..", .malformed),
+        ("a.b.c.d", .malformed),
+    ])
+    func tokensThatFail(token: String, expected: JWTVerifier.Failure) throws {
+        let v = try JWTVerifierTests.verifier()
+        #expect(JWTVerifierTests.failure { _ = try v.verify(token, now: 1000) } == expected)
+    }
+
+    @Test func aTokenOfExactlyTheMaximumLengthIsRead() throws {
+        var v = try JWTVerifierTests.verifier()
+        v.maximumTokenLength = JWTVerifierTests.valid.utf8.count
+        #expect(JWTVerifierTests.failure { _ = try v.verify(JWTVerifierTests.valid, now: 1000) } == nil)
+        v.maximumTokenLength -= 1
+        #expect(JWTVerifierTests.failure { _ = try v.verify(JWTVerifierTests.valid, now: 1000) } == .tooLong)
+    }
+
+    @Test func aKeyThatIsNotPEMIsRefusedAtInit() {
+        #expect(throws: (any Error).self) { try JWTVerifier(secret: nil, rsaPublicKeyPEM: "not a key") }
+    }
+}
