@@ -377,7 +377,7 @@ package struct SignalingApplication: NamespaceHandler {
         let message = PacketValue.object([
             ("personName", .string(name)),
             ("content", content ?? .null),
-            ("timestamp", .string(HTTPDate.now())),
+            ("timestamp", .string(JavaScript.utcString(secondsSince1970: Int64(Date().timeIntervalSince1970.rounded(.down))))),
         ])
         socket.namespace.emit("message", [message], to: [room])
         return .done(Self.ok)
