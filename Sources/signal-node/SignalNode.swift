@@ -404,7 +404,8 @@ struct SignalNode: AsyncParsableCommand {
                     delivery: delivery,
                     configuration: adapterConfiguration,
                     eventLoopGroup: group,
-                    logger: logger
+                    logger: logger,
+                    metrics: RedisAdapterMetrics(labelPrefix: "signal")
                 )
             }
         }
