@@ -167,4 +167,34 @@ struct JWTVerifierHeaderTests {
     @Test func aKeyThatIsNotPEMIsRefusedAtInit() {
         #expect(throws: (any Error).self) { try JWTVerifier(secret: nil, rsaPublicKeyPEM: "not a key") }
     }
+
+    /// A throwaway RSA-2048 public key, and a token its private key signed RS256 (Python's cryptography):
+    /// `{"sub":"u","exp":2000,"rooms":["r"]}`.
+    static let rsaPublicKey = """
+        -----BEGIN PUBLIC KEY-----
+        MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAndKHkd1RCyJZHBadlN8P
+        3zEIt8WeWlab/Qma0RuBrJRmVupQ64gC2ryx2bAEhoQ+2B1mluOWM+V9zF2h1nzv
+        o/RAOpFLrZz21PzDg2uZxm3iFM1fzwVYYJmrVrwn7TY1khoR8ZFCtFSx+KqVOXWE
+        b1EwFR0sPsRxpyH8QQ9jvIpAEvTBC7CpS0Bb/HmR0eBehzK855mssEOj8zFd6CZf
+        g7h8oGvHijEZEv8svCizfPjnIKK4uCrv1ccbSB2KG2OfSlSEr7Zjpd7858Q53WJj
+        CPH1q3UlvK+59eTfVzhZCUcLBp6S2NLyXPnbcD/TPQ6dFlfh4v0jGZCAcs7+VdrP
+        jQIDAQAB
+        -----END PUBLIC KEY-----
+        """
+    static let rs256Valid =
+        "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwLCJyb29tcyI6WyJyIl19.WKerBoidjM9UfXNlqeMcmPSFWAg7hB7N1GE2eZ6pRC7zKN11N412UUxis07riJ_TpfltDfrX_fX0Y6uBVK9KWyfYbnZp6L_oSRV3Zg2lpMkg5QvKPnBWvTRJCOup2BGAIWbH6r7_HOULeeQKRMR8yT9boDbLZIHs8cWdhpJa8gDHOtZAdWTC0NjmdwYQi0UEvMSoRsuXL6L-ZpwL0uwFaf2KIaKv9o9_3StY47foC6a6DDXeYpTYqipkdWaYAhuO8fMcBG3h5uUNSgEUVL09aTxdYP_itDYAxXAnmav6xzRGftan5jweJrktpkcskOQpoyNOqCn-ZZGxHEmiB1Q0Kg"
+
+    @Test func rs256TokensAreVerifiedWithThePublicKey() throws {
+        let v = try JWTVerifier(secret: nil, rsaPublicKeyPEM: Self.rsaPublicKey)
+        let token = try v.verify(Self.rs256Valid, now: 1000)
+        #expect(token.expiry == 2000)
+        #expect(token.rooms == ["r"])
+        let parts = Self.rs256Valid.split(separator: ".").map(String.init)
+        let otherClaims = "eyJzdWIiOiJ1IiwiZXhwIjo5MDAwfQ"  // {"sub":"u","exp":9000} under the same signature
+        #expect(JWTVerifierTests.failure { _ = try v.verify(parts[0] + "." + otherClaims + "." + parts[2], now: 1000) } == .badSignature)
+        // an HS256 token is refused by a verifier that has only the RSA key, and the reverse
+        #expect(JWTVerifierTests.failure { _ = try v.verify(JWTVerifierTests.valid, now: 1000) } == .unsupportedAlgorithm("HS256"))
+        let hmacOnly = try JWTVerifierTests.verifier()
+        #expect(JWTVerifierTests.failure { _ = try hmacOnly.verify(Self.rs256Valid, now: 1000) } == .unsupportedAlgorithm("RS256"))
+    }
 }
