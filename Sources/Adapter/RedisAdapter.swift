@@ -70,27 +70,18 @@ public final class RedisAdapter: Adapter {
     private let publisher: RedisConnection
     private let subscriber: RedisSubscriber
     private let logger: Logger
-    private let tallies = Counters()
-
-    private final class Counters: Sendable {
-        let published = Atomic<Int>(0)
-        let dropped = Atomic<Int>(0)
-        let received = Atomic<Int>(0)
-        let ignored = Atomic<Int>(0)
-        let requests = Atomic<Int>(0)
-        let malformed = Atomic<Int>(0)
-        /// Drops since the last log line about them.
-        let droppedSinceLog = Atomic<Int>(0)
-    }
+    private let metrics: RedisAdapterMetrics
 
     public init(
         nsp: String = "/",
         delivery: any LocalDelivery,
         configuration: RedisAdapterConfiguration,
         eventLoopGroup: any EventLoopGroup,
-        logger: Logger
+        logger: Logger,
+        metrics: RedisAdapterMetrics = RedisAdapterMetrics()
     ) {
         self.nsp = nsp
+        self.metrics = metrics
         self.uid = ClusterUID.random()
         self.configuration = configuration
         self.channels = ClusterChannels(prefix: configuration.prefix, nsp: nsp)
@@ -103,7 +94,7 @@ public final class RedisAdapter: Adapter {
             configuration: configuration.redis,
             eventLoopGroup: eventLoopGroup,
             logger: logger,
-            onEvent: { event in Self.log(event, role: "publisher", logger: logger) }
+            onEvent: { event in Self.observe(event, role: "publisher", logger: logger, metrics: metrics) }
         )
         // The message handler needs `self`; it reaches it through a box filled right below.
         let handlerBox = WeakReference<RedisAdapter>()
@@ -111,15 +102,17 @@ public final class RedisAdapter: Adapter {
             configuration: configuration.redis,
             eventLoopGroup: eventLoopGroup,
             logger: logger,
-            onEvent: { event in Self.log(event, role: "subscriber", logger: logger) },
+            onEvent: { event in Self.observe(event, role: "subscriber", logger: logger, metrics: metrics) },
             onMessage: { channel, _, payload in handlerBox.object?.received(channel: channel, payload: payload) }
         )
         handlerBox.set(self)
     }
 
-    private static func log(_ event: RedisConnectionEvent, role: String, logger: Logger) {
+    /// Logs a connection's event and counts its reconnects.
+    private static func observe(_ event: RedisConnectionEvent, role: String, logger: Logger, metrics: RedisAdapterMetrics) {
         switch event {
         case .connected(let reconnect):
+            if reconnect { metrics.reconnects.increment() }
             logger.info(reconnect ? "redis reconnected" : "redis connected", metadata: ["redis.role": "\(role)"])
         case .disconnected:
             logger.warning("redis connection lost", metadata: ["redis.role": "\(role)"])
@@ -162,27 +155,14 @@ public final class RedisAdapter: Adapter {
 
     public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
 
-    public var counters: [(name: String, help: String, value: Int)] {
-        let s = statistics
-        return [
-            ("signal_redis_published_total", "Broadcasts published on Redis.", s.published),
-            ("signal_redis_received_total", "Broadcast messages received from Redis.", s.received),
-            ("signal_redis_ignored_total", "Received broadcasts dropped unread (own, other namespace, no local room).", s.ignored),
-            ("signal_redis_requests_total", "Requests received on the adapter's request channel.", s.requests),
-            ("signal_redis_malformed_total", "Unreadable messages from Redis.", s.malformed),
-            ("signal_redis_reconnects_total", "Reconnects of the Redis connections.", s.reconnects),
-            ("signal_redis_dropped_total", "Cross-node messages lost because Redis was unreachable.", s.droppedPublishes),
-        ]
-    }
-
     public var statistics: RedisAdapterStatistics {
         RedisAdapterStatistics(
-            published: tallies.published.load(ordering: .relaxed),
-            droppedPublishes: tallies.dropped.load(ordering: .relaxed),
-            received: tallies.received.load(ordering: .relaxed),
-            ignored: tallies.ignored.load(ordering: .relaxed),
-            requests: tallies.requests.load(ordering: .relaxed),
-            malformed: tallies.malformed.load(ordering: .relaxed),
+            published: metrics.published.value,
+            droppedPublishes: metrics.dropped.value,
+            received: metrics.received.value,
+            ignored: metrics.ignored.value,
+            requests: metrics.requests.value,
+            malformed: metrics.malformed.value,
             reconnects: subscriber.reconnectCount + publisher.reconnectCount
         )
     }
@@ -247,19 +227,19 @@ public final class RedisAdapter: Adapter {
         message.reserveCapacity(128)
         ClusterBroadcast.encode(uid: uid, packet: packet, options: options, into: &message)
         let channel = channels.publishChannel(for: options)
-        let tallies = self.tallies
+        let metrics = self.metrics
         let logger = self.logger
         publisher.publish(channel, message: message).whenComplete { result in
             switch result {
             case .success:
-                tallies.published.add(1, ordering: .relaxed)
-                let dropped = tallies.droppedSinceLog.exchange(0, ordering: .relaxed)
+                metrics.published.increment()
+                let dropped = metrics.droppedSinceLog.exchange(0, ordering: .relaxed)
                 if dropped > 0 {
                     logger.warning("redis is back; cross-node messages lost meanwhile", metadata: ["lost": "\(dropped)"])
                 }
             case .failure(let error):
-                tallies.dropped.add(1, ordering: .relaxed)
-                let pending = tallies.droppedSinceLog.add(1, ordering: .relaxed).newValue
+                metrics.dropped.increment()
+                let pending = metrics.droppedSinceLog.add(1, ordering: .relaxed).newValue
                 if pending == 1 || pending % 1000 == 0 {
                     logger.error(
                         "cross-node message lost: redis publish failed",
@@ -275,28 +255,28 @@ public final class RedisAdapter: Adapter {
     /// A message from the subscriber connection (on its event loop).
     func received(channel: String, payload: ByteBuffer) {
         if channel == channels.requestChannel {
-            tallies.requests.add(1, ordering: .relaxed)
+            metrics.requests.increment()
             return handleRequest(payload)
         }
-        tallies.received.add(1, ordering: .relaxed)
+        metrics.received.increment()
         guard let (channelNsp, room) = ClusterChannels.parse(channel, prefix: configuration.prefix), channelNsp == nsp else {
-            tallies.ignored.add(1, ordering: .relaxed)
+            metrics.ignored.increment()
             return
         }
         if let room, !registry.withLock({ $0.hasRoom(room) }) {
-            tallies.ignored.add(1, ordering: .relaxed)
+            metrics.ignored.increment()
             return
         }
         let message: ClusterBroadcast
         do {
             message = try ClusterBroadcast(decoding: payload)
         } catch {
-            tallies.malformed.add(1, ordering: .relaxed)
+            metrics.malformed.increment()
             logger.warning("malformed broadcast from redis", metadata: ["redis.channel": "\(channel)", "error": "\(error)"])
             return
         }
         guard message.uid != uid, message.packet.nsp == nsp else {
-            tallies.ignored.add(1, ordering: .relaxed)
+            metrics.ignored.increment()
             return
         }
         let recipients = registry.withLock { $0.recipients(of: message.options) }
@@ -308,7 +288,7 @@ public final class RedisAdapter: Adapter {
         do {
             request = try ClusterRequest(decoding: payload)
         } catch {
-            tallies.malformed.add(1, ordering: .relaxed)
+            metrics.malformed.increment()
             logger.debug("unreadable request from redis", metadata: ["error": "\(error)"])
             return
         }

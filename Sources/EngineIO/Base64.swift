@@ -1,19 +1,30 @@
 import NIOCore
 
-/// Standard base64 (with padding), as Engine.IO uses for binary packets on long-polling.
+/// Base64, the one implementation in the tree: standard (with padding) as Engine.IO uses for binary packets on
+/// long-polling and as TURN credentials are written; URL-safe without padding for ids and JSON Web Tokens.
 package enum Base64 {
     private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
     private static let urlAlphabet: [UInt8] = Array(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8
     )
-    private static let reverse: [UInt8] = {
+    private static let reverse = reverseTable(of: alphabet)
+    private static let urlReverse = reverseTable(of: urlAlphabet)
+
+    private static func reverseTable(of alphabet: [UInt8]) -> [UInt8] {
         var table = [UInt8](repeating: 0xFF, count: 256)
         for (i, c) in alphabet.enumerated() { table[Int(c)] = UInt8(i) }
         return table
-    }()
+    }
 
     package static func encode<Bytes: Collection>(_ bytes: Bytes, into out: inout ByteBuffer) where Bytes.Element == UInt8 {
         encode(bytes, alphabet: alphabet, padding: true, into: &out)
+    }
+
+    /// Standard alphabet with padding, as a string.
+    package static func encode<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        var out = ByteBuffer()
+        encode(bytes, alphabet: alphabet, padding: true, into: &out)
+        return String(buffer: out)
     }
 
     /// URL-safe alphabet without padding (ids).
@@ -50,6 +61,21 @@ package enum Base64 {
 
     /// Decodes standard base64; padding optional. Nil on any invalid character.
     package static func decode<Bytes: Collection>(_ text: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
+        decode(text, reverse: reverse, allowsPadding: true)
+    }
+
+    /// Decodes strict base64url (RFC 7515 §2, what JSON Web Tokens use): the URL-safe alphabet, no padding, no
+    /// other character, and no length that leaves a lone character. Nil otherwise.
+    package static func decodeURLSafe<Bytes: Collection>(_ text: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
+        guard text.count % 4 != 1 else { return nil }
+        return decode(text, reverse: urlReverse, allowsPadding: false)
+    }
+
+    private static func decode<Bytes: Collection>(
+        _ text: Bytes,
+        reverse: [UInt8],
+        allowsPadding: Bool
+    ) -> [UInt8]? where Bytes.Element == UInt8 {
         var out: [UInt8] = []
         out.reserveCapacity(text.count / 4 * 3)
         var accumulator: UInt32 = 0
@@ -57,6 +83,7 @@ package enum Base64 {
         var sawPadding = false
         for c in text {
             if c == UInt8(ascii: "=") {
+                guard allowsPadding else { return nil }
                 sawPadding = true
                 continue
             }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import EngineIO
 import Logging
 import NIOCore
@@ -97,16 +98,11 @@ public final class SignalServer: Sendable {
             servesMetrics: configuration.metricsListener == nil,
             isReady: { adapter.isReady && presence.isReady },
             metricsText: {
-                guard let base = metricsText?() else { return nil }
-                var text = base
-                text += "# HELP signal_rooms Rooms with local members (socket-id rooms included).\n# TYPE signal_rooms gauge\n"
-                text += "signal_rooms \(adapter.localRoomCount)\n"
-                text += "# HELP signal_sessions Engine.IO sessions on this node.\n# TYPE signal_sessions gauge\n"
-                text += "signal_sessions \(engineForMetrics.sessionCount)\n"
-                for counter in adapter.counters {
-                    text += "# HELP \(counter.name) \(counter.help)\n# TYPE \(counter.name) counter\n\(counter.name) \(counter.value)\n"
-                }
-                return text
+                guard let metricsText else { return nil }
+                // The gauges are read when scraped; every metric is then rendered by the backend.
+                metrics.rooms.record(adapter.localRoomCount)
+                metrics.sessions.record(engineForMetrics.sessionCount)
+                return metricsText()
             }
         )
     }

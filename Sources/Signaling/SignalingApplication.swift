@@ -34,9 +34,9 @@ package struct SignalingApplication: NamespaceHandler {
         self.presence = presence
     }
 
-    /// What the server remembers of a socket: the name it joined each room under, and the queue that keeps its
-    /// events in order. (The event budget is the session's: `socket.budget`.)
-    final class Member {
+    /// What the server remembers of a socket (its `SocketState`): the name it joined each room under, and the
+    /// queue that keeps its events in order. (The event budget is the session's: `socket.budget`.)
+    package final class Member {
         var names: [Room: String] = [:]
         /// The rooms the client's token allows (its `rooms` claim); nil allows any.
         var allowedRooms: Set<Room>?
@@ -107,12 +107,12 @@ package struct SignalingApplication: NamespaceHandler {
         }
     }
 
-    package func socketWillConnect(_ socket: Socket, auth: PacketValue?) -> String? {
+    package func socketWillConnect(_ socket: Socket, auth: PacketValue?) throws(ConnectRefusal) -> Member {
         let member = Member()
         if let jwt = configuration.jwt {
             guard let token = auth?["token"]?.stringValue ?? socket.handshakeToken else {
                 socket.namespace.metrics.error("unauthorized")
-                return "Authentication error: a token is required"
+                throw ConnectRefusal("Authentication error: a token is required")
             }
             do {
                 let verified = try jwt.verify(token)
@@ -120,21 +120,19 @@ package struct SignalingApplication: NamespaceHandler {
                 member.tokenExpiry = verified.expiry
             } catch {
                 socket.namespace.metrics.error("unauthorized")
-                return "Authentication error: \(error)"
+                throw ConnectRefusal("Authentication error: \(error)")
             }
         }
-        socket.attachment = member
-        return nil
+        return member
     }
 
-    package func socketConnected(_ socket: Socket) {
+    package func socketConnected(_ socket: Socket, state member: Member) {
         socket.logger.debug("connected")
-        let member = socket.attachment as? Member
-        if let member, let expiry = member.tokenExpiry {
+        if let expiry = member.tokenExpiry {
             member.expiryTimer = Self.disconnect(socket, at: expiry + (configuration.jwt?.leeway ?? 0))
         }
         if !configuration.iceServers.isEmpty {
-            socket.emit("ice_servers", [configuration.iceServers.iceServers(for: socket.id, notAfter: member?.tokenExpiry)])
+            socket.emit("ice_servers", [configuration.iceServers.iceServers(for: socket.id, notAfter: member.tokenExpiry)])
         }
     }
 
@@ -149,9 +147,8 @@ package struct SignalingApplication: NamespaceHandler {
         }
     }
 
-    package func socketDisconnected(_ socket: Socket, reason: String) {
+    package func socketDisconnected(_ socket: Socket, state member: Member, reason: String) {
         socket.logger.debug("disconnected", metadata: ["reason": "\(reason)"])
-        guard let member = socket.attachment as? Member else { return }
         member.expiryTimer?.cancel()
         let namespace = socket.namespace
         let id = socket.id
@@ -192,8 +189,8 @@ package struct SignalingApplication: NamespaceHandler {
 
     static let ok = PacketValue.object([("ok", true)])
 
-    package func socket(_ socket: Socket, event: String, arguments: [PacketValue], ack: Ack?) {
-        guard let member = socket.attachment as? Member, !member.isClosed else { return }
+    package func socket(_ socket: Socket, state member: Member, event: String, arguments: [PacketValue], ack: Ack?) {
+        guard !member.isClosed else { return }
         let payload = arguments.first ?? .null
         let handle: () throws(SignalingError) -> Outcome
         // What an event keeps while it waits behind a Redis round trip: joins, leaves and messages keep only the
@@ -259,13 +256,13 @@ package struct SignalingApplication: NamespaceHandler {
 
     package var filteredEvents: Set<String> { ["user_joined", "user_left", "offer", "answer", "ice_candidate", "ice-candidate"] }
 
-    package func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket) -> Bool {
+    package func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket, state member: Member) -> Bool {
         switch packet.eventName {
         case "user_joined", "user_left": break
         // A signal reaches exactly the socket it names, whoever else is in the room it was sent to.
         default: return Self.isAddressed(packet, to: socket.id)
         }
-        guard let member = socket.attachment as? Member, packet.data.count > 1,
+        guard packet.data.count > 1,
             let room = packet.data[1]["roomName"]?.stringValue, let peer = packet.data[1]["socketId"]?.stringValue,
             peer != socket.id
         else { return true }
@@ -377,7 +374,7 @@ package struct SignalingApplication: NamespaceHandler {
         let message = PacketValue.object([
             ("personName", .string(name)),
             ("content", content ?? .null),
-            ("timestamp", .string(HTTPDate.now())),
+            ("timestamp", .string(JavaScript.utcString(secondsSince1970: Int64(Date().timeIntervalSince1970.rounded(.down))))),
         ])
         socket.namespace.emit("message", [message], to: [room])
         return .done(Self.ok)

@@ -94,14 +94,10 @@ public protocol Adapter: AnyObject, Sendable {
 
     /// Rooms with local members (socket-id rooms included).
     var localRoomCount: Int { get }
-
-    /// The adapter's own counters, as Prometheus counter names and values (e.g. `signal_redis_published_total`).
-    var counters: [(name: String, help: String, value: Int)] { get }
 }
 
 extension Adapter {
     public func start() async throws {}
     public func shutdown() async {}
     public var isReady: Bool { true }
-    public var counters: [(name: String, help: String, value: Int)] { [] }
 }

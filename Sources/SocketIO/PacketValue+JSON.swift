@@ -70,17 +70,8 @@ extension PacketValue {
     }
 
     static func writeNumber(_ n: Double, into buffer: inout ByteBuffer) {
-        if !n.isFinite {
-            buffer.writeStaticString("null")  // JSON.stringify(NaN) === "null"
-        } else if n == n.rounded(), abs(n) < 1e21 {
-            if abs(n) <= 9_007_199_254_740_992 {
-                buffer.writeString(String(Int64(n)))
-            } else {
-                buffer.writeString(jsNumberDescription(n))
-            }
-        } else {
-            buffer.writeString(jsNumberDescription(n))
-        }
+        // JSON.stringify(NaN) === "null", and so for the infinities.
+        buffer.writeString(n.isFinite ? JavaScript.numberString(n) : "null")
     }
 
     package static func writeJSONString(_ string: String, into buffer: inout ByteBuffer) {
@@ -114,47 +105,6 @@ extension PacketValue {
         }
         buffer.writeInteger(UInt8(ascii: "\""))
     }
-}
-
-/// JavaScript's `Number.prototype.toString` (what `JSON.stringify` writes) for a finite double: Swift's shortest
-/// round-trip digits, laid out by ECMAScript's rules (plain decimals from 1e-6 up to 1e21, else `1.5e-7`,
-/// `1e+21`).
-func jsNumberDescription(_ n: Double) -> String {
-    if n == 0 { return "0" }
-    let text = n.magnitude.description  // "1e-05", "0.0001", "123.456", "1.2345678901234568e+20"
-    var mantissa = Substring(text)
-    var exponent = 0
-    if let e = text.firstIndex(of: "e") {
-        mantissa = text[..<e]
-        exponent = Int(text[text.index(after: e)...].filter { $0 != "+" }) ?? 0
-    }
-    let parts = mantissa.split(separator: ".", omittingEmptySubsequences: false)
-    let integerPart = parts[0]
-    let fraction = parts.count > 1 ? parts[1] : ""
-    var digits = Array(integerPart.utf8) + Array(fraction.utf8)
-    // The value is 0.<digits> × 10^point once leading zeros are gone.
-    var point = integerPart.utf8.count + exponent
-    while digits.first == UInt8(ascii: "0") {
-        digits.removeFirst()
-        point -= 1
-    }
-    while digits.last == UInt8(ascii: "0") { digits.removeLast() }
-    let k = digits.count
-    let zero = UInt8(ascii: "0")
-    var out: [UInt8] = n < 0 ? [UInt8(ascii: "-")] : []
-    if k <= point && point <= 21 {
-        out += digits + [UInt8](repeating: zero, count: point - k)
-    } else if 0 < point && point <= 21 {
-        out += digits[..<point] + [UInt8(ascii: ".")] + digits[point...]
-    } else if -6 < point && point <= 0 {
-        out += [zero, UInt8(ascii: ".")] + [UInt8](repeating: zero, count: -point) + digits
-    } else {
-        out.append(digits[0])
-        if k > 1 { out += [UInt8(ascii: ".")] + digits[1...] }
-        let e = point - 1
-        out += Array("e\(e < 0 ? "-" : "+")\(abs(e))".utf8)
-    }
-    return String(decoding: out, as: UTF8.self)
 }
 
 /// A small recursive-descent JSON reader over raw bytes.

@@ -38,8 +38,8 @@ public final class Socket {
         logger[metadataKey: "socket.id"] = "\(id)"
         return logger
     }
-    /// The application's own state for this socket.
-    public var attachment: AnyObject?
+    /// The namespace's handler with the application's state for this socket; set when the socket is accepted.
+    var binding: (any SocketHandlerBinding)?
     public private(set) var isConnected = true
 
     /// Nil once the session is gone: the network decides the connection's lifetime, not the socket.
@@ -136,7 +136,7 @@ public final class Socket {
 
     func received(event: String, arguments: [PacketValue], ackID: Int?) {
         namespace.metrics.eventReceived(event)
-        namespace.handler.socket(self, event: event, arguments: arguments, ack: ackID.map { Ack(id: $0, socket: self) })
+        binding?.received(self, event: event, arguments: arguments, ack: ackID.map { Ack(id: $0, socket: self) })
     }
 
     func closed(reason: String) {
@@ -144,7 +144,7 @@ public final class Socket {
         isConnected = false
         for pending in acks.values { pending.timeout?.cancel() }
         acks.removeAll()
-        namespace.handler.socketDisconnected(self, reason: reason)
+        binding?.disconnected(self, reason: reason)
         adapter.leaveAll(id)
         namespace.localSockets.remove(id)
     }

@@ -203,8 +203,10 @@ package final class SocketIOConnection: EngineSessionDelegate {
             return refuseConnect(packet.nsp, "Too many connection attempts")
         }
         let socket = Socket(id: IDGenerator.next(), namespace: namespace, connection: self)
-        if let message = namespace.handler.socketWillConnect(socket, auth: packet.data) {
-            return refuseConnect(packet.nsp, message)
+        do throws(ConnectRefusal) {
+            try namespace.bind(socket, packet.data)
+        } catch {
+            return refuseConnect(packet.nsp, error.message)
         }
         connectTimeout?.cancel()
         connectTimeout = nil
@@ -212,7 +214,7 @@ package final class SocketIOConnection: EngineSessionDelegate {
         namespace.localSockets.add(socket)
         namespace.adapter.join(socket.id, rooms: [socket.id])
         send(SocketIOPacket(type: .connect, nsp: packet.nsp, data: .object([("sid", .string(socket.id))])).engineFrames())
-        namespace.handler.socketConnected(socket)
+        socket.binding?.connected(socket)
     }
 
     /// Answers a CONNECT with CONNECT_ERROR; a session that keeps failing is closed.

@@ -1,4 +1,6 @@
 import Logging
+import NIOCore
+import SocketIO
 
 #if canImport(Glibc)
 import Glibc
@@ -41,35 +43,15 @@ struct JSONLogHandler: LogHandler {
     }
 
     static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        var buffer = ByteBuffer()
+        PacketValue.writeJSONString(s, into: &buffer)
+        return String(buffer: buffer)
     }
 
+    /// The time now as JavaScript's `toISOString()` writes it, in milliseconds.
     static func timestamp() -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        var time = ts.tv_sec
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        func pad(_ n: Int32, _ width: Int = 2) -> String {
-            let s = String(n)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        let ms = pad(Int32(ts.tv_nsec / 1_000_000), 3)
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1))-\(pad(parts.tm_mday))T"
-            + "\(pad(parts.tm_hour)):\(pad(parts.tm_min)):\(pad(parts.tm_sec)).\(ms)Z"
+        return JavaScript.isoString(millisecondsSince1970: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec / 1_000_000))
     }
 }

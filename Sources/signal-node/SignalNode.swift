@@ -472,7 +472,8 @@ struct SignalNode: AsyncParsableCommand {
                     delivery: delivery,
                     configuration: adapterConfiguration,
                     eventLoopGroup: group,
-                    logger: logger
+                    logger: logger,
+                    metrics: RedisAdapterMetrics(labelPrefix: "signal")
                 )
             }
         }

@@ -234,3 +234,37 @@ struct EngineConfigurationTests {
         )
     }
 }
+
+/// Strict base64url, as JSON Web Tokens use it.
+@Suite("Base64 URL-safe decoding")
+struct Base64URLSafeTests {
+    @Test(arguments: [
+        ("", [UInt8]()),
+        ("YQ", Array("a".utf8)),
+        ("YWI", Array("ab".utf8)),
+        ("YWJj", Array("abc".utf8)),
+        ("-_8", [0xFB, 0xFF]),
+        ("-_-_", [0xFB, 0xFF, 0xBF]),
+    ])
+    func decodes(text: String, bytes: [UInt8]) {
+        #expect(Base64.decodeURLSafe(Array(text.utf8)) == bytes)
+    }
+
+    /// A lone trailing character, padding, the standard alphabet's `+` and `/`, anything else.
+    @Test(arguments: ["Y", "YQ==", "YQ=", "YW+j", "YW/j", "YW j", "YWJjZ"])
+    func refuses(text: String) {
+        #expect(Base64.decodeURLSafe(Array(text.utf8)) == nil)
+    }
+
+    @Test func standardDecodingStillTakesPadding() {
+        #expect(Base64.decode(Array("YQ==".utf8)) == Array("a".utf8))
+        #expect(Base64.decode(Array("-_8".utf8)) == nil)
+        #expect(Base64.encode([0xFB, 0xFF]) == "+/8=")
+    }
+
+    @Test("round trips", arguments: 0...10)
+    func roundTrips(_ length: Int) {
+        let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 89 &+ length &* 13) }
+        #expect(Base64.decodeURLSafe(Array(Base64.encodeURLSafe(bytes).utf8)) == bytes)
+    }
+}

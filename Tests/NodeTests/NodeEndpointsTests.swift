@@ -61,4 +61,22 @@ struct NodeEndpointsTests {
         let (off, server3) = Self.make(metrics: nil)
         #expect(Self.text(Self.get(off, server3, "/metrics")) == "metrics are off\n")
     }
+
+    @Test func demoPageIsServedOnTheRootWithoutCaching() throws {
+        let (endpoints, server) = Self.make()
+        let page = Self.get(endpoints, server, "/")
+        #expect(page.status == .ok)
+        #expect(page.contentType == "text/html; charset=utf-8")
+        #expect(page.headers.first(name: "Cache-Control") == "no-cache")
+        let html = try #require(Self.text(page))
+        #expect(html.lowercased().contains("<html") || html.contains("<h1>signal-node</h1>"))
+        // every bundled file is served under its own path, with the type its extension gives
+        for (path, file) in DemoPage.files {
+            let response = Self.get(endpoints, server, path)
+            #expect(response.status == .ok)
+            #expect(response.contentType == file.contentType)
+            #expect(response.body?.readableBytes == file.body.count)
+        }
+        #expect(Self.get(endpoints, server, "/index.html.bak").status == .notFound)
+    }
 }

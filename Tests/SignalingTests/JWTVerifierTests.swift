@@ -123,3 +123,78 @@ struct JWTVerifierTests {
         #expect(expiry(-5) == "0:sock")
     }
 }
+
+/// More tokens that must fail, signed with Python's hmac (HS256, "unit-secret" unless said otherwise).
+@Suite("JWT verifier: headers and keys")
+struct JWTVerifierHeaderTests {
+    /// `{"alg":"none"}`.
+    static let algNone = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.D6yA8NEYy9CYzdxlAVfzPvRBIDGe8SjI0iMs4HimtBY"
+    /// `{"typ":"JWT"}`: no alg at all.
+    static let noAlg = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.wTZfxiiir8cM8m50JmQ-EbWPRNWbGYrV2aM2LYayyQc"
+    /// Signed with "other-secret".
+    static let wrongSecret = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.KEnuQFUXXqGid3RffbnCMIgUu4RXdWtjaFdjuCfCzqo"
+    /// Header `["HS256"]`: JSON, but not an object.
+    static let headerArray = "WyJIUzI1NiJd.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.5f-bol1HkbmR55MgrUBfQVhgKM_7ZNUcuaGTKWGq7Hs"
+    /// Claims `exp=2000`: not JSON.
+    static let claimsNotJSON = "eyJhbGciOiJIUzI1NiJ9.ZXhwPTIwMDA.1tsw6oPVL_ESKQXo_-PMiZjENABLdr3ZoqlMamWmSIw"
+    /// `{"alg":"RS256"}` with an HMAC signature: a verifier with only the shared secret must not accept it.
+    static let rs256 = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwfQ.7RSw1zpPaRBRnagdRRlMlK1uvmEXdugOmavSCv8QO3g"
+
+    @Test(arguments: [
+        (algNone, JWTVerifier.Failure.unsupportedAlgorithm("none")),
+        (noAlg, .unsupportedAlgorithm("none")),
+        (wrongSecret, .badSignature),
+        (headerArray, .malformed),
+        (claimsNotJSON, .malformed),
+        (rs256, .unsupportedAlgorithm("RS256")),
+        ("", .malformed),
+        ("..", .malformed),
+        ("a.b.c.d", .malformed),
+    ])
+    func tokensThatFail(token: String, expected: JWTVerifier.Failure) throws {
+        let v = try JWTVerifierTests.verifier()
+        #expect(JWTVerifierTests.failure { _ = try v.verify(token, now: 1000) } == expected)
+    }
+
+    @Test func aTokenOfExactlyTheMaximumLengthIsRead() throws {
+        var v = try JWTVerifierTests.verifier()
+        v.maximumTokenLength = JWTVerifierTests.valid.utf8.count
+        #expect(JWTVerifierTests.failure { _ = try v.verify(JWTVerifierTests.valid, now: 1000) } == nil)
+        v.maximumTokenLength -= 1
+        #expect(JWTVerifierTests.failure { _ = try v.verify(JWTVerifierTests.valid, now: 1000) } == .tooLong)
+    }
+
+    @Test func aKeyThatIsNotPEMIsRefusedAtInit() {
+        #expect(throws: (any Error).self) { try JWTVerifier(secret: nil, rsaPublicKeyPEM: "not a key") }
+    }
+
+    /// A throwaway RSA-2048 public key, and a token its private key signed RS256 (Python's cryptography):
+    /// `{"sub":"u","exp":2000,"rooms":["r"]}`.
+    static let rsaPublicKey = """
+        -----BEGIN PUBLIC KEY-----
+        MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAndKHkd1RCyJZHBadlN8P
+        3zEIt8WeWlab/Qma0RuBrJRmVupQ64gC2ryx2bAEhoQ+2B1mluOWM+V9zF2h1nzv
+        o/RAOpFLrZz21PzDg2uZxm3iFM1fzwVYYJmrVrwn7TY1khoR8ZFCtFSx+KqVOXWE
+        b1EwFR0sPsRxpyH8QQ9jvIpAEvTBC7CpS0Bb/HmR0eBehzK855mssEOj8zFd6CZf
+        g7h8oGvHijEZEv8svCizfPjnIKK4uCrv1ccbSB2KG2OfSlSEr7Zjpd7858Q53WJj
+        CPH1q3UlvK+59eTfVzhZCUcLBp6S2NLyXPnbcD/TPQ6dFlfh4v0jGZCAcs7+VdrP
+        jQIDAQAB
+        -----END PUBLIC KEY-----
+        """
+    static let rs256Valid =
+        "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwLCJyb29tcyI6WyJyIl19.WKerBoidjM9UfXNlqeMcmPSFWAg7hB7N1GE2eZ6pRC7zKN11N412UUxis07riJ_TpfltDfrX_fX0Y6uBVK9KWyfYbnZp6L_oSRV3Zg2lpMkg5QvKPnBWvTRJCOup2BGAIWbH6r7_HOULeeQKRMR8yT9boDbLZIHs8cWdhpJa8gDHOtZAdWTC0NjmdwYQi0UEvMSoRsuXL6L-ZpwL0uwFaf2KIaKv9o9_3StY47foC6a6DDXeYpTYqipkdWaYAhuO8fMcBG3h5uUNSgEUVL09aTxdYP_itDYAxXAnmav6xzRGftan5jweJrktpkcskOQpoyNOqCn-ZZGxHEmiB1Q0Kg"
+
+    @Test func rs256TokensAreVerifiedWithThePublicKey() throws {
+        let v = try JWTVerifier(secret: nil, rsaPublicKeyPEM: Self.rsaPublicKey)
+        let token = try v.verify(Self.rs256Valid, now: 1000)
+        #expect(token.expiry == 2000)
+        #expect(token.rooms == ["r"])
+        let parts = Self.rs256Valid.split(separator: ".").map(String.init)
+        let otherClaims = "eyJzdWIiOiJ1IiwiZXhwIjo5MDAwfQ"  // {"sub":"u","exp":9000} under the same signature
+        #expect(JWTVerifierTests.failure { _ = try v.verify(parts[0] + "." + otherClaims + "." + parts[2], now: 1000) } == .badSignature)
+        // an HS256 token is refused by a verifier that has only the RSA key, and the reverse
+        #expect(JWTVerifierTests.failure { _ = try v.verify(JWTVerifierTests.valid, now: 1000) } == .unsupportedAlgorithm("HS256"))
+        let hmacOnly = try JWTVerifierTests.verifier()
+        #expect(JWTVerifierTests.failure { _ = try hmacOnly.verify(Self.rs256Valid, now: 1000) } == .unsupportedAlgorithm("RS256"))
+    }
+}

@@ -14,10 +14,14 @@ final class KeepingHandler: NamespaceHandler, @unchecked Sendable {
     var events: [(String, [PacketValue])] = []
     var refuse: String?
 
-    func socketWillConnect(_ socket: Socket, auth: PacketValue?) -> String? { refuse }
-    func socketConnected(_ socket: Socket) { connected.append(socket) }
-    func socket(_ socket: Socket, event: String, arguments: [PacketValue], ack: Ack?) { events.append((event, arguments)) }
-    func socketDisconnected(_ socket: Socket, reason: String) { disconnected.append((socket, reason)) }
+    func socketWillConnect(_ socket: Socket, auth: PacketValue?) throws(ConnectRefusal) {
+        if let refuse { throw ConnectRefusal(refuse) }
+    }
+    func socketConnected(_ socket: Socket, state: Void) { connected.append(socket) }
+    func socket(_ socket: Socket, state: Void, event: String, arguments: [PacketValue], ack: Ack?) {
+        events.append((event, arguments))
+    }
+    func socketDisconnected(_ socket: Socket, state: Void, reason: String) { disconnected.append((socket, reason)) }
 }
 
 /// A websocket session with the Socket.IO layer on an embedded loop.

@@ -93,7 +93,7 @@ public struct MessagePackDecoder: Sendable {
         case .string(let string): return string
         case .null: return "null"
         case .bool(let bool): return bool ? "true" : "false"
-        case .number(let number): return javaScriptString(number)
+        case .number(let number): return JavaScript.numberString(number)
         case .binary(let bytes): return String(buffer: bytes)
         case .array(let elements):
             // Array.prototype.toString: elements joined by commas, null and undefined as empty strings.
@@ -103,42 +103,6 @@ public struct MessagePackDecoder: Sendable {
             }.joined(separator: ",")
         case .object: return "[object Object]"
         }
-    }
-
-    /// `Number.prototype.toString()`: the shortest digits that round-trip, positioned by JavaScript's rules
-    /// (plain notation from 1e-6 up to 1e21, exponent notation outside).
-    static func javaScriptString(_ number: Double) -> String {
-        if number.isNaN { return "NaN" }
-        if number.isInfinite { return number < 0 ? "-Infinity" : "Infinity" }
-        if number == 0 { return "0" }  // -0 included
-        if number.rounded(.towardZero) == number, number.magnitude < 9_007_199_254_740_992 {
-            return String(Int64(number))
-        }
-        // Swift's description has the same shortest round-trip digits; only their layout differs.
-        let description = number.magnitude.description  // "1.5", "1e-07", "1.8446744073709552e+19"
-        let parts = description.split(separator: "e", maxSplits: 1)
-        let mantissa = parts[0].split(separator: ".", maxSplits: 1)
-        let integerDigits = mantissa[0]
-        var digits = String(integerDigits) + (mantissa.count > 1 ? String(mantissa[1]) : "")
-        var exponent = integerDigits.count + (parts.count > 1 ? Int(parts[1])! : 0)  // value = 0.digits × 10^exponent
-        while digits.hasPrefix("0") {
-            digits.removeFirst()
-            exponent -= 1
-        }
-        while digits.hasSuffix("0") { digits.removeLast() }
-        let count = digits.count
-        var text = number < 0 ? "-" : ""
-        if count <= exponent, exponent <= 21 {
-            text += digits + String(repeating: "0", count: exponent - count)
-        } else if 0 < exponent, exponent <= 21 {
-            text += digits.prefix(exponent) + "." + digits.dropFirst(exponent)
-        } else if -6 < exponent, exponent <= 0 {
-            text += "0." + String(repeating: "0", count: -exponent) + digits
-        } else {
-            text += digits.prefix(1) + (count > 1 ? "." + digits.dropFirst() : "")
-            text += "e" + (exponent - 1 < 0 ? "-" : "+") + String(abs(exponent - 1))
-        }
-        return text
     }
 }
 
@@ -354,68 +318,7 @@ extension MessagePackDecoder {
             // truncates toward zero and refuses anything beyond ±8.64e15 ms.
             let milliseconds = (Double(seconds) * 1000 + Double(nanoseconds) / 1_000_000).rounded(.towardZero)
             guard abs(milliseconds) <= 8.64e15 else { return .null }
-            return .string(ISO8601Milliseconds.format(Int64(milliseconds)))
+            return .string(JavaScript.isoString(millisecondsSince1970: Int64(milliseconds)))
         }
-    }
-}
-
-/// `Date.prototype.toISOString`: `YYYY-MM-DDTHH:mm:ss.sssZ`, with a signed six-digit year outside 0…9999.
-enum ISO8601Milliseconds {
-    static func format(_ millisecondsSinceEpoch: Int64) -> String {
-        let millisecondsPerDay: Int64 = 86_400_000
-        var days = millisecondsSinceEpoch / millisecondsPerDay
-        var timeOfDay = millisecondsSinceEpoch % millisecondsPerDay
-        if timeOfDay < 0 {
-            days -= 1
-            timeOfDay += millisecondsPerDay
-        }
-        let (year, month, day) = civilDate(daysSinceEpoch: days)
-
-        var text = ""
-        text.reserveCapacity(27)
-        if (0...9999).contains(year) {
-            append(year, digits: 4, to: &text)
-        } else {
-            text.append(year < 0 ? "-" : "+")
-            append(abs(year), digits: 6, to: &text)
-        }
-        text.append("-")
-        append(month, digits: 2, to: &text)
-        text.append("-")
-        append(day, digits: 2, to: &text)
-        text.append("T")
-        append(timeOfDay / 3_600_000, digits: 2, to: &text)
-        text.append(":")
-        append(timeOfDay / 60_000 % 60, digits: 2, to: &text)
-        text.append(":")
-        append(timeOfDay / 1000 % 60, digits: 2, to: &text)
-        text.append(".")
-        append(timeOfDay % 1000, digits: 3, to: &text)
-        text.append("Z")
-        return text
-    }
-
-    /// The proleptic Gregorian date of a day count from 1970-01-01, computed over 400-year eras (each exactly
-    /// 146 097 days) with the year starting on March 1st, so that the leap day falls at the end of the year.
-    static func civilDate(daysSinceEpoch: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let daysPerEra: Int64 = 146_097
-        let shifted = daysSinceEpoch + 719_468  // days from 0000-03-01 to 1970-01-01
-        let era = (shifted >= 0 ? shifted : shifted - (daysPerEra - 1)) / daysPerEra
-        let dayOfEra = shifted - era * daysPerEra  // 0...146096
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365  // 0...399
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)  // 0...365, from March 1st
-        let monthFromMarch = (5 * dayOfYear + 2) / 153  // 0...11
-        let day = dayOfYear - (153 * monthFromMarch + 2) / 5 + 1
-        let month = monthFromMarch < 10 ? monthFromMarch + 3 : monthFromMarch - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        return (year, month, day)
-    }
-
-    private static func append(_ value: Int64, digits: Int, to text: inout String) {
-        let decimal = String(value)
-        if decimal.count < digits {
-            text.append(String(repeating: "0", count: digits - decimal.count))
-        }
-        text.append(decimal)
     }
 }

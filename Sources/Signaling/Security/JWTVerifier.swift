@@ -1,4 +1,5 @@
 import Crypto
+import EngineIO
 import _CryptoExtras
 import Foundation
 import SocketIO
@@ -85,8 +86,8 @@ public struct JWTVerifier: Sendable {
     public func verify(_ token: String, now: Double = Date().timeIntervalSince1970) throws(Failure) -> Token {
         guard token.utf8.count <= maximumTokenLength else { throw .tooLong }
         let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard parts.count == 3, let headerBytes = Self.base64URLDecode(parts[0]),
-            let payloadBytes = Self.base64URLDecode(parts[1]), let signature = Self.base64URLDecode(parts[2]),
+        guard parts.count == 3, let headerBytes = Base64.decodeURLSafe(parts[0]),
+            let payloadBytes = Base64.decodeURLSafe(parts[1]), let signature = Base64.decodeURLSafe(parts[2]),
             let header = try? PacketValue.parseJSON(headerBytes), header.isObject,
             let claims = try? PacketValue.parseJSON(payloadBytes), claims.isObject
         else { throw .malformed }
@@ -157,32 +158,5 @@ public struct JWTVerifier: Sendable {
         guard let value = claims[name] else { return nil }
         guard let number = value.numberValue, number.isFinite else { throw .invalidClaim(name) }
         return number
-    }
-
-    /// Strict base64url (RFC 7515 §2): the URL-safe alphabet, no padding, no other character.
-    static func base64URLDecode<Bytes: Collection>(_ text: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
-        guard text.count % 4 != 1 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(text.count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var bits = 0
-        for c in text {
-            let v: UInt32
-            switch c {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = UInt32(c - UInt8(ascii: "A"))
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = UInt32(c - UInt8(ascii: "a")) + 26
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt32(c - UInt8(ascii: "0")) + 52
-            case UInt8(ascii: "-"): v = 62
-            case UInt8(ascii: "_"): v = 63
-            default: return nil
-            }
-            accumulator = (accumulator << 6 | v) & 0xFFFFFF
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-            }
-        }
-        return out
     }
 }

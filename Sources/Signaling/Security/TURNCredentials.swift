@@ -1,4 +1,5 @@
 import Crypto
+import EngineIO
 import Foundation
 import SocketIO
 
@@ -46,6 +47,6 @@ public struct ICEServerConfiguration: Sendable {
 
     public static func credential(secret: String, username: String) -> String {
         let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Array(username.utf8), using: SymmetricKey(data: Array(secret.utf8)))
-        return Data(mac).base64EncodedString()
+        return Base64.encode(Array(mac))
     }
 }
