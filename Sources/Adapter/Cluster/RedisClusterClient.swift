@@ -63,6 +63,8 @@ public final class RedisClusterClient: Sendable {
         var refreshTimer: RefreshTimer?
         var wasConnected = false
         var everConnected = false
+        /// Map reads that failed in a row (logged on the first, then one in fifty).
+        var failedReads = 0
     }
 
     /// Makes a client; nothing happens until ``start()``.
@@ -383,9 +385,16 @@ public final class RedisClusterClient: Sendable {
             self.state.value.refreshInFlight = false
             switch result {
             case .success(let map):
+                self.state.value.failedReads = 0
                 self.apply(map)
             case .failure(let error):
-                self.logger.warning("redis cluster: cannot read the slot map", metadata: ["error": "\(error)"])
+                self.state.value.failedReads += 1
+                let failures = self.state.value.failedReads
+                if failures == 1 || failures % 50 == 0 {
+                    self.logger.warning(
+                        "redis cluster: cannot read the slot map",
+                        metadata: ["error": "\(error)", "failures": "\(failures)"])
+                }
             }
             if self.state.value.refreshAgain {
                 self.state.value.refreshAgain = false
@@ -436,7 +445,10 @@ public final class RedisClusterClient: Sendable {
         guard let seed = seeds.first else {
             return eventLoop.makeFailedFuture(RedisError.notConnected)
         }
-        return RedisConnection.connect(configuration: seed, eventLoopGroup: eventLoop, logger: logger).flatMap { connection in
+        // A seed that refuses is retried every refresh: its failures are summed up by the caller, not logged here.
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .error)
+        return RedisConnection.connect(configuration: seed, eventLoopGroup: eventLoop, logger: quiet).flatMap { connection in
             connection.send(["CLUSTER", "SLOTS"])
                 .flatMapThrowing { try RedisClusterSlotMap(clusterSlots: $0, defaultHost: seed.host) }
                 .always { _ in _ = connection.close() }
