@@ -24,7 +24,7 @@ final class DeferredPresenceStore: PresenceStore, @unchecked Sendable {
     private var held: [() -> Void] = []
     var pending: Int { held.count }
 
-    private func later<T>(_ future: EventLoopFuture<T>, on eventLoop: any EventLoop) -> EventLoopFuture<T> {
+    private func later<T: Sendable>(_ future: EventLoopFuture<T>, on eventLoop: any EventLoop) -> EventLoopFuture<T> {
         let promise = eventLoop.makePromise(of: T.self)
         held.append { promise.completeWith(future) }
         return promise.futureResult
