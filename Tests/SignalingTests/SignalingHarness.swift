@@ -98,7 +98,10 @@ final class TestClient {
 
     init(harness: SignalingHarness, token: String?) {
         loop = harness.loop
-        session = EngineSession(sid: "s", transport: .websocket(ws), eventLoop: harness.loop, configuration: EngineConfiguration())
+        // No heartbeat within a test's virtual time: the clients here never answer pings.
+        var engine = EngineConfiguration()
+        engine.pingInterval = .hours(24 * 365)
+        session = EngineSession(sid: "s", transport: .websocket(ws), eventLoop: harness.loop, configuration: engine)
         session.handshakeToken = token
         session.delegate = SocketIOConnection(
             session: session,
