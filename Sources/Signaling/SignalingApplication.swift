@@ -115,7 +115,7 @@ package struct SignalingApplication: NamespaceHandler {
                 throw ConnectRefusal("Authentication error: a token is required")
             }
             do {
-                let verified = try jwt.verify(token)
+                let verified = try jwt.verify(token, now: configuration.now())
                 member.allowedRooms = verified.rooms
                 member.tokenExpiry = verified.expiry
             } catch {
@@ -129,16 +129,21 @@ package struct SignalingApplication: NamespaceHandler {
     package func socketConnected(_ socket: Socket, state member: Member) {
         socket.logger.debug("connected")
         if let expiry = member.tokenExpiry {
-            member.expiryTimer = Self.disconnect(socket, at: expiry + (configuration.jwt?.leeway ?? 0))
+            member.expiryTimer = Self.disconnect(socket, in: expiry + (configuration.jwt?.leeway ?? 0) - configuration.now())
         }
         if !configuration.iceServers.isEmpty {
-            socket.emit("ice_servers", [configuration.iceServers.iceServers(for: socket.id, notAfter: member.tokenExpiry)])
+            socket.emit("ice_servers", [iceServers(for: socket.id, notAfter: member.tokenExpiry)])
         }
     }
 
-    /// Disconnects `socket` when its token expires (`expiry`, seconds since 1970), on its own event loop.
-    private static func disconnect(_ socket: Socket, at expiry: Double) -> Scheduled<Void> {
-        let delay = max(0, expiry - Date().timeIntervalSince1970)
+    /// The ICE servers for one socket, with TURN credentials dated by the configuration's clock.
+    private func iceServers(for socket: SocketID, notAfter: Double?) -> PacketValue {
+        configuration.iceServers.iceServers(for: socket, notAfter: notAfter, now: Int(configuration.now().rounded(.down)))
+    }
+
+    /// Disconnects `socket` when its token expires, `seconds` from now, on its own event loop.
+    private static func disconnect(_ socket: Socket, in seconds: Double) -> Scheduled<Void> {
+        let delay = max(0, seconds)
         let nanoseconds = Int64(min(delay, 10 * 365 * 86_400) * 1e9)
         return socket.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) { [weak socket] in
             guard let socket, socket.isConnected else { return }
@@ -305,7 +310,7 @@ package struct SignalingApplication: NamespaceHandler {
         // Not a ternary: `nil` there would become PacketValue.null (PacketValue is ExpressibleByNilLiteral).
         let iceServers: PacketValue? =
             configuration.iceServers.isEmpty
-            ? Optional.none : .some(configuration.iceServers.iceServers(for: id, notAfter: member.tokenExpiry))
+            ? Optional.none : .some(iceServers(for: id, notAfter: member.tokenExpiry))
         let entry = PresenceEntry(room: room, socket: id, personName: name)
         let bound = NIOLoopBound((socket, member), eventLoop: eventLoop)
         let full = SignalingError(.roomFull, "room \(room) has its maximum of \(maxMembers) members")
@@ -374,7 +379,7 @@ package struct SignalingApplication: NamespaceHandler {
         let message = PacketValue.object([
             ("personName", .string(name)),
             ("content", content ?? .null),
-            ("timestamp", .string(JavaScript.utcString(secondsSince1970: Int64(Date().timeIntervalSince1970.rounded(.down))))),
+            ("timestamp", .string(JavaScript.utcString(secondsSince1970: Int64(configuration.now().rounded(.down))))),
         ])
         socket.namespace.emit("message", [message], to: [room])
         return .done(Self.ok)

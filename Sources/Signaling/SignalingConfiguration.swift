@@ -1,3 +1,5 @@
+import Foundation
+
 /// Settings of the signaling application: the ICE event name and every limit.
 public struct SignalingConfiguration: Sendable {
     /// Under which name a relayed ICE candidate is emitted.
@@ -46,6 +48,9 @@ public struct SignalingConfiguration: Sendable {
     public var jwt: JWTVerifier? = nil
     /// ICE servers (STUN, TURN with short-lived credentials) handed to clients.
     public var iceServers = ICEServerConfiguration()
+    /// The time now, seconds since 1970: what tokens are checked against, what dates chat messages and TURN
+    /// credentials, and from which a token's expiry is timed. The system clock; tests set their own.
+    public var now: @Sendable () -> Double = { Date().timeIntervalSince1970 }
 
     public init() {}
 }

@@ -388,4 +388,36 @@ struct SignalingApplicationTests {
         #expect(alice.received("ice_servers").isEmpty)
         #expect(alice.join("r", as: "alice")?["iceServers"] == nil)
     }
+
+    // MARK: the clock
+
+    @Test func aSocketIsDisconnectedWhenItsTokenExpiresPlusTheLeeway() throws {
+        var configuration = try Self.jwtConfiguration()
+        configuration.now = { 1000 }
+        let h = SignalingHarness(configuration: configuration)
+        let alice = h.client(token: JWTVerifierTests.valid)  // exp 2000; the leeway is 5 s
+        let bob = h.client(token: Self.lobbyToken)  // exp 2100-01-01
+        #expect(alice.sid != nil)
+        #expect(bob.sid != nil)
+        h.loop.advanceTime(by: .seconds(1004))
+        #expect(!alice.packets.contains { $0.type == .disconnect })
+        h.loop.advanceTime(by: .seconds(1))
+        #expect(alice.packets.last?.type == .disconnect)
+        #expect(!bob.packets.contains { $0.type == .disconnect })
+        #expect(h.namespace.localSockets.count == 1)
+    }
+
+    @Test func turnCredentialsAndMessageTimestampsFollowTheClock() throws {
+        var configuration = try Self.jwtConfiguration()
+        configuration.now = { 1_000.75 }
+        configuration.iceServers.turnURLs = ["turn:t.example:3478"]
+        configuration.iceServers.turnSecret = "s"
+        let h = SignalingHarness(configuration: configuration)
+        let alice = h.client(token: JWTVerifierTests.valid)  // exp 2000: the credentials expire then too
+        let a = try #require(alice.sid)
+        #expect(alice.received("ice_servers").first?.arrayValue?.first?["username"]?.stringValue == "2000:" + a)
+        _ = alice.join("a", as: "alice")
+        alice.emit("message", #"{"roomName":"a","content":"hi"}"#)
+        #expect(alice.received("message").last?["timestamp"]?.stringValue == "Thu, 01 Jan 1970 00:16:40 GMT")
+    }
 }

@@ -24,7 +24,7 @@ final class DeferredPresenceStore: PresenceStore, @unchecked Sendable {
     private var held: [() -> Void] = []
     var pending: Int { held.count }
 
-    private func later<T>(_ future: EventLoopFuture<T>, on eventLoop: any EventLoop) -> EventLoopFuture<T> {
+    private func later<T: Sendable>(_ future: EventLoopFuture<T>, on eventLoop: any EventLoop) -> EventLoopFuture<T> {
         let promise = eventLoop.makePromise(of: T.self)
         held.append { promise.completeWith(future) }
         return promise.futureResult
@@ -98,7 +98,10 @@ final class TestClient {
 
     init(harness: SignalingHarness, token: String?) {
         loop = harness.loop
-        session = EngineSession(sid: "s", transport: .websocket(ws), eventLoop: harness.loop, configuration: EngineConfiguration())
+        // No heartbeat within a test's virtual time: the clients here never answer pings.
+        var engine = EngineConfiguration()
+        engine.pingInterval = .hours(24 * 365)
+        session = EngineSession(sid: "s", transport: .websocket(ws), eventLoop: harness.loop, configuration: engine)
         session.handshakeToken = token
         session.delegate = SocketIOConnection(
             session: session,
