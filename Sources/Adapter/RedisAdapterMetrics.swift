@@ -34,9 +34,12 @@ public final class RedisAdapterMetrics: Sendable {
     let reconnects: Tally
     /// Drops since the adapter last logged about them (the log says how many were lost; not a metric).
     let droppedSinceLog = Atomic<Int>(0)
+    /// The prefix every name starts with (the cluster client names its own counters with it).
+    let labelPrefix: String
 
     /// `labelPrefix` starts every metric's name; the node's is `signal` (`signal_redis_published_total`, …).
     public init(labelPrefix: String = "socketio") {
+        self.labelPrefix = labelPrefix
         published = Tally("\(labelPrefix)_redis_published_total")
         dropped = Tally("\(labelPrefix)_redis_dropped_total")
         received = Tally("\(labelPrefix)_redis_received_total")

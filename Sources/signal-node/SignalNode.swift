@@ -436,7 +436,8 @@ struct SignalNode: AsyncParsableCommand {
                     cluster: cluster,
                     prefix: prefix,
                     eventLoopGroup: group,
-                    logger: logger
+                    logger: logger,
+                    metrics: RedisAdapterMetrics(labelPrefix: "signal")
                 )
             }
         } else if redis.isEmpty && redisSentinel.isEmpty {

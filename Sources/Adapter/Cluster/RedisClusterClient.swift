@@ -35,14 +35,26 @@ public final class RedisClusterClient: Sendable {
     private let state: NIOLoopBoundBox<State>
     private let readyFlag = Atomic<Bool>(false)
     private let connectedFlag = Atomic<Bool>(false)
-    private let tallies = Tallies()
+    private let tallies: Tallies
 
+    /// Through swift-metrics, named with the adapter metrics' prefix: `<prefix>_redis_cluster_map_refreshes_total`,
+    /// `…_map_changes_total`, `…_moved_total`, `…_ask_total`; reconnects count in the adapter's
+    /// `<prefix>_redis_reconnects_total`.
     private final class Tallies: Sendable {
-        let refreshes = Atomic<Int>(0)
-        let moved = Atomic<Int>(0)
-        let ask = Atomic<Int>(0)
-        let reconnects = Atomic<Int>(0)
-        let mapChanges = Atomic<Int>(0)
+        let refreshes: RedisAdapterMetrics.Tally
+        let moved: RedisAdapterMetrics.Tally
+        let ask: RedisAdapterMetrics.Tally
+        let reconnects: RedisAdapterMetrics.Tally
+        let mapChanges: RedisAdapterMetrics.Tally
+
+        init(_ metrics: RedisAdapterMetrics) {
+            let prefix = metrics.labelPrefix
+            refreshes = .init("\(prefix)_redis_cluster_map_refreshes_total")
+            mapChanges = .init("\(prefix)_redis_cluster_map_changes_total")
+            moved = .init("\(prefix)_redis_cluster_moved_total")
+            ask = .init("\(prefix)_redis_cluster_ask_total")
+            reconnects = metrics.reconnects
+        }
     }
 
     private struct Shard {
@@ -78,8 +90,10 @@ public final class RedisClusterClient: Sendable {
         eventLoopGroup: any EventLoopGroup,
         logger: Logger = Logger(label: "Adapter.Redis"),
         onEvent: (@Sendable (RedisConnectionEvent) -> Void)? = nil,
-        onMessage: MessageHandler? = nil
+        onMessage: MessageHandler? = nil,
+        metrics: RedisAdapterMetrics = RedisAdapterMetrics()
     ) {
+        self.tallies = Tallies(metrics)
         self.eventLoop = eventLoopGroup.next()
         self.configuration = configuration
         var logger = logger
@@ -127,9 +141,8 @@ public final class RedisClusterClient: Sendable {
     /// Counters for metrics and logs. Safe from any thread.
     public var statistics: (refreshes: Int, mapChanges: Int, moved: Int, ask: Int, reconnects: Int) {
         (
-            tallies.refreshes.load(ordering: .relaxed), tallies.mapChanges.load(ordering: .relaxed),
-            tallies.moved.load(ordering: .relaxed), tallies.ask.load(ordering: .relaxed),
-            tallies.reconnects.load(ordering: .relaxed)
+            tallies.refreshes.value, tallies.mapChanges.value, tallies.moved.value, tallies.ask.value,
+            tallies.reconnects.value
         )
     }
 
@@ -208,12 +221,12 @@ public final class RedisClusterClient: Sendable {
             guard !self.state.value.closed else { return self.eventLoop.makeFailedFuture(RedisError.clientClosed) }
             switch redirection {
             case .moved(_, let target):
-                self.tallies.moved.add(1, ordering: .relaxed)
+                self.tallies.moved.increment()
                 self.logger.debug("MOVED", metadata: ["redis.target": "\(target)"])
                 self.refresh(reason: "MOVED")
                 return self.send(command, on: self.shard(for: target).connection, redirects: redirects + 1, key: key, asking: false)
             case .ask(_, let target):
-                self.tallies.ask.add(1, ordering: .relaxed)
+                self.tallies.ask.increment()
                 return self.send(command, on: self.shard(for: target).connection, redirects: redirects + 1, key: key, asking: true)
             }
         }
@@ -300,7 +313,7 @@ public final class RedisClusterClient: Sendable {
         guard !state.value.closed else { return }
         switch event {
         case .connected(let reconnect):
-            if reconnect { tallies.reconnects.add(1, ordering: .relaxed) }
+            if reconnect { tallies.reconnects.increment() }
             logger.info(
                 reconnect ? "redis cluster: master reconnected" : "redis cluster: master connected",
                 metadata: ["redis.shard": "\(node)", "redis.role": "\(role)"])
@@ -377,7 +390,7 @@ public final class RedisClusterClient: Sendable {
         }
         state.value.refreshInFlight = true
         state.value.lastRefresh = .now()
-        tallies.refreshes.add(1, ordering: .relaxed)
+        tallies.refreshes.increment()
         logger.debug("redis cluster: reading the slot map", metadata: ["reason": "\(reason)"])
         // Connected masters first (no new connection needed), then the seeds, each through a short-lived connection.
         let connected = state.value.map.masters.compactMap { state.value.shards[$0]?.connection }.filter(\.isConnected)
@@ -460,7 +473,7 @@ public final class RedisClusterClient: Sendable {
         let changed = !state.value.mapLoaded || map != state.value.map
         state.value.mapLoaded = true
         guard changed else { return }
-        tallies.mapChanges.add(1, ordering: .relaxed)
+        tallies.mapChanges.increment()
         let counts = map.slotCounts
         logger.info(
             "redis cluster: slot map",

@@ -27,17 +27,7 @@ public final class ShardedRedisAdapter: Adapter {
     private let delivery: any LocalDelivery
     private let cluster: RedisClusterClient
     private let logger: Logger
-    private let tallies = Counters()
-
-    private final class Counters: Sendable {
-        let published = Atomic<Int>(0)
-        let dropped = Atomic<Int>(0)
-        let received = Atomic<Int>(0)
-        let ignored = Atomic<Int>(0)
-        let requests = Atomic<Int>(0)
-        let malformed = Atomic<Int>(0)
-        let droppedSinceLog = Atomic<Int>(0)
-    }
+    private let tallies: RedisAdapterMetrics
 
     public init(
         nsp: String = "/",
@@ -45,8 +35,10 @@ public final class ShardedRedisAdapter: Adapter {
         cluster configuration: RedisClusterConfiguration,
         prefix: String = ClusterChannels.defaultPrefix,
         eventLoopGroup: any EventLoopGroup,
-        logger: Logger
+        logger: Logger,
+        metrics: RedisAdapterMetrics = RedisAdapterMetrics()
     ) {
+        self.tallies = metrics
         self.nsp = nsp
         self.uid = Self.randomUID()
         self.channels = ShardedChannels(prefix: prefix, nsp: nsp)
@@ -59,7 +51,8 @@ public final class ShardedRedisAdapter: Adapter {
             configuration: configuration,
             eventLoopGroup: eventLoopGroup,
             logger: adapterLogger,
-            onMessage: { channel, payload in handlerBox.object?.received(channel: channel, payload: payload) }
+            onMessage: { channel, payload in handlerBox.object?.received(channel: channel, payload: payload) },
+            metrics: metrics
         )
         handlerBox.set(self)
     }
@@ -86,23 +79,6 @@ public final class ShardedRedisAdapter: Adapter {
     public var isReady: Bool { cluster.isReady }
 
     public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
-
-    public var counters: [(name: String, help: String, value: Int)] {
-        let cluster = self.cluster.statistics
-        return [
-            ("signal_redis_published_total", "Broadcasts published on Redis.", tallies.published.load(ordering: .relaxed)),
-            ("signal_redis_received_total", "Broadcast messages received from Redis.", tallies.received.load(ordering: .relaxed)),
-            ("signal_redis_ignored_total", "Received broadcasts dropped unread (own, other namespace, no local room).", tallies.ignored.load(ordering: .relaxed)),
-            ("signal_redis_requests_total", "Requests received from other nodes.", tallies.requests.load(ordering: .relaxed)),
-            ("signal_redis_malformed_total", "Unreadable messages from Redis.", tallies.malformed.load(ordering: .relaxed)),
-            ("signal_redis_reconnects_total", "Reconnects of the Redis connections.", cluster.reconnects),
-            ("signal_redis_dropped_total", "Cross-node messages lost because Redis was unreachable.", tallies.dropped.load(ordering: .relaxed)),
-            ("signal_redis_cluster_map_refreshes_total", "Reads of the Redis Cluster slot map.", cluster.refreshes),
-            ("signal_redis_cluster_map_changes_total", "Slot maps read that differed from the one before.", cluster.mapChanges),
-            ("signal_redis_cluster_moved_total", "MOVED replies followed.", cluster.moved),
-            ("signal_redis_cluster_ask_total", "ASK replies followed.", cluster.ask),
-        ]
-    }
 
     // MARK: membership
 
@@ -168,13 +144,13 @@ public final class ShardedRedisAdapter: Adapter {
         cluster.spublish(channel, message: message.encoded()).whenComplete { result in
             switch result {
             case .success:
-                tallies.published.add(1, ordering: .relaxed)
+                tallies.published.increment()
                 let dropped = tallies.droppedSinceLog.exchange(0, ordering: .relaxed)
                 if dropped > 0 {
                     logger.warning("redis is back; cross-node messages lost meanwhile", metadata: ["lost": "\(dropped)"])
                 }
             case .failure(let error):
-                tallies.dropped.add(1, ordering: .relaxed)
+                tallies.dropped.increment()
                 let pending = tallies.droppedSinceLog.add(1, ordering: .relaxed).newValue
                 if pending == 1 || pending % 1000 == 0 {
                     logger.error(
@@ -194,12 +170,12 @@ public final class ShardedRedisAdapter: Adapter {
         do {
             message = try ShardedMessage(decoding: payload)
         } catch {
-            tallies.malformed.add(1, ordering: .relaxed)
+            tallies.malformed.increment()
             logger.warning("malformed message from redis", metadata: ["redis.channel": "\(channel)", "error": "\(error)"])
             return
         }
         guard message.uid != uid, message.nsp == nsp else {
-            tallies.ignored.add(1, ordering: .relaxed)
+            tallies.ignored.increment()
             return
         }
         // Responses to requests: this node makes none.
@@ -207,7 +183,7 @@ public final class ShardedRedisAdapter: Adapter {
         do {
             try handle(message)
         } catch {
-            tallies.malformed.add(1, ordering: .relaxed)
+            tallies.malformed.increment()
             logger.debug("unreadable message from redis", metadata: ["redis.channel": "\(channel)", "error": "\(error)"])
         }
     }
@@ -218,15 +194,15 @@ public final class ShardedRedisAdapter: Adapter {
             let (packet, options, requestId) = try message.broadcast()
             let recipients = registry.withLock { $0.recipients(of: options) }
             guard let requestId else {
-                tallies.received.add(1, ordering: .relaxed)
+                tallies.received.increment()
                 if recipients.isEmpty {
-                    tallies.ignored.add(1, ordering: .relaxed)
+                    tallies.ignored.increment()
                 } else {
                     delivery.deliver(packet, to: recipients)
                 }
                 return
             }
-            tallies.requests.add(1, ordering: .relaxed)
+            tallies.requests.increment()
             respond(to: message.uid, .broadcastClientCount, requestId, [(key: "clientCount", value: .number(Double(recipients.count)))])
             guard !recipients.isEmpty else { return }
             let requester = message.uid
@@ -234,7 +210,7 @@ public final class ShardedRedisAdapter: Adapter {
                 self?.respond(to: requester, .broadcastAck, requestId, [(key: "packet", value: arguments.first ?? .null)])
             }
         case .socketsJoin, .socketsLeave:
-            tallies.requests.add(1, ordering: .relaxed)
+            tallies.requests.increment()
             let options = try message.requestOptions()
             let rooms = try ClusterBroadcast.rooms(message.data["rooms"], field: "rooms")
             let targets = registry.withLock { $0.recipients(of: options) }
@@ -246,12 +222,12 @@ public final class ShardedRedisAdapter: Adapter {
                 }
             }
         case .disconnectSockets:
-            tallies.requests.add(1, ordering: .relaxed)
+            tallies.requests.increment()
             let options = try message.requestOptions()
             let targets = registry.withLock { $0.recipients(of: options) }
             if !targets.isEmpty { delivery.disconnect(targets, close: message.data["close"] == .bool(true)) }
         case .fetchSockets:
-            tallies.requests.add(1, ordering: .relaxed)
+            tallies.requests.increment()
             guard let requestId = message.requestId else { return }
             let options = try message.requestOptions()
             let sockets: [PacketValue] = registry.withLock { registry in
@@ -267,12 +243,12 @@ public final class ShardedRedisAdapter: Adapter {
             }
             respond(to: message.uid, .fetchSocketsResponse, requestId, [(key: "sockets", value: .array(sockets))])
         case .serverSideEmit:
-            tallies.requests.add(1, ordering: .relaxed)
+            tallies.requests.increment()
             // No server-side listeners here; answer so a waiting Node node is not left to time out.
             guard let requestId = message.requestId else { return }
             respond(to: message.uid, .serverSideEmitResponse, requestId, [(key: "packet", value: .null)])
         case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck, nil:
-            tallies.ignored.add(1, ordering: .relaxed)
+            tallies.ignored.increment()
         }
     }
 
