@@ -181,8 +181,9 @@ def parse_perf(path):
 
 def measure(args, impl, rate, port):
     tmp = tempfile.mkdtemp(prefix=f"count-{impl}-")
-    cluster = Cluster(impl, args.bin_dir, port, tmp).start()
+    cluster = Cluster(impl, args.bin_dir, port, tmp)
     try:
+        cluster.start()
         cmd, out = bench_cmd(args.bin_dir, cluster, tmp, args.clients, rate, args.duration)
         pids = {name: p.pid for name, p in cluster.procs.items()}
 
@@ -228,8 +229,9 @@ def measure_callgrind(args, impl, port):
     wrap = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg_out}.%p"]
     if impl == "node":
         wrap.append("--smc-check=all-non-file")  # V8 writes its JIT code at run time
-    cluster = Cluster(impl, args.bin_dir, port, tmp, wrap1=wrap).start()
+    cluster = Cluster(impl, args.bin_dir, port, tmp, wrap1=wrap)
     try:
+        cluster.start()
         cmd, out = bench_cmd(args.bin_dir, cluster, tmp, args.callgrind_clients, args.callgrind_rate,
                              args.callgrind_duration)
         pid = cluster.procs["node1"].pid
@@ -334,7 +336,13 @@ def main():
         print_table(results)
     cgs = []
     for impl in (args.callgrind_impl.split(",") if args.callgrind or args.callgrind_only else []):
-        cg = measure_callgrind(args, impl, port)
+        try:
+            cg = measure_callgrind(args, impl, port)
+        except RuntimeError as e:
+            # signal-node: valgrind 3.19 dies at start-up (internal SIGSEGV) even on the copy without DWARF
+            print(f"\ncallgrind, {impl} node 1: not measured ({e}); see the node's log in the directory above")
+            port += 10
+            continue
         port += 10
         cgs.append(cg)
         d = max(1, cg["deliveries"])
