@@ -78,6 +78,7 @@ class Cluster:
     def __init__(self, impl, bin_dir, base_port, log_dir, wrap1=None):
         self.impl, self.bin_dir, self.base_port, self.log_dir, self.wrap1 = impl, bin_dir, base_port, log_dir, wrap1
         self.redis_port = base_port
+        self.node_args = []
         self.procs = {}
 
     def start(self):
@@ -96,7 +97,7 @@ class Cluster:
             if self.impl == "swift":
                 cmd = [os.path.join(self.bin_dir, "signal-node"), "--host", "127.0.0.1", "--port", str(port),
                        "--redis", url, "--redis-mode", "pattern", "--node-id", f"n{n}", "--ice-event", "underscore",
-                       "--log-level", "warning", *run.EVENT_LIMITS]
+                       "--log-level", "warning", *run.EVENT_LIMITS, *self.node_args]
             else:
                 (seed, _), _ = run.node_anchor()
                 cmd = ["node", seed, "--host", "127.0.0.1", "--port", str(port), "--redis", url, "--quiet"]
@@ -182,6 +183,7 @@ def parse_perf(path):
 def measure(args, impl, rate, port):
     tmp = tempfile.mkdtemp(prefix=f"count-{impl}-")
     cluster = Cluster(impl, args.bin_dir, port, tmp)
+    cluster.node_args = args.node_args.split() if impl == "swift" else []
     try:
         cluster.start()
         cmd, out = bench_cmd(args.bin_dir, cluster, tmp, args.clients, rate, args.duration)
@@ -319,6 +321,7 @@ def main():
     ap.add_argument("--callgrind-rate", type=float, default=50)
     ap.add_argument("--callgrind-clients", type=int, default=40)
     ap.add_argument("--callgrind-duration", type=float, default=20)
+    ap.add_argument("--node-args", default="", help="extra signal-node arguments, e.g. '--threads 1'")
     ap.add_argument("--json", default=None, help="write the results here too")
     args = ap.parse_args()
 
