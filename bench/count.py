@@ -19,7 +19,7 @@ them when the phase ends: instructions (Ir) per delivery, and the top inclusive 
 The PMU counters (instructions:u) are not available in this VM; callgrind counts instructions in software. Valgrind
 3.19 cannot read the DWARF 5 of a Swift 6 binary, so node 1 runs from a copy made with `objcopy --strip-debug`.
 
-Usage: python3 bench/count.py [--impl swift,node] [--rates 400,1500] [--clients 200] [--duration 10]
+Usage: python3 bench/count.py [--impl swift,node] [--rates 400,1500] [--clients 200] [--duration 10] [--node-args "--threads 1"]
                               [--callgrind] [--callgrind-rate 50] [--callgrind-clients 40] [--callgrind-duration 20]
 Needs: release builds of signal-node and signal-bench (--bin-dir), redis-server, perf (tracepoints: root or
 perf_event_paranoid <= -1), valgrind for --callgrind, node + ../shared/anchors for the Node.js column.
