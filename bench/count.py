@@ -82,25 +82,10 @@ class Cluster:
         self.procs = {}
 
     def start(self):
-        self.procs["redis"] = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.time() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True,
-                             text=True).stdout.strip() != "PONG":
-            if time.time() > end:
-                raise RuntimeError("redis did not start")
-            time.sleep(0.05)
+        self.procs["redis"] = run.start_redis(self.redis_port)
         url = f"redis://127.0.0.1:{self.redis_port}"
         for n in (1, 2):
-            port = self.base_port + n
-            if self.impl == "swift":
-                cmd = [os.path.join(self.bin_dir, "signal-node"), "--host", "127.0.0.1", "--port", str(port),
-                       "--redis", url, "--redis-mode", "pattern", "--node-id", f"n{n}", "--ice-event", "underscore",
-                       "--log-level", "warning", *run.EVENT_LIMITS, *self.node_args]
-            else:
-                (seed, _), _ = run.node_anchor()
-                cmd = ["node", seed, "--host", "127.0.0.1", "--port", str(port), "--redis", url, "--quiet"]
+            cmd, env = run.node_command(self.impl, self.bin_dir, self.base_port + n, url, n, extra=self.node_args)
             if n == 1 and self.wrap1:
                 if self.impl == "swift":
                     # valgrind 3.19 cannot read the DWARF 5 of Swift 6 binaries: node 1 runs a copy without the
@@ -109,7 +94,6 @@ class Cluster:
                     subprocess.run(["objcopy", "--strip-debug", cmd[0], stripped], check=True)
                     cmd[0] = stripped
                 cmd = self.wrap1 + cmd
-            env = dict(os.environ, SIO_NODE_MODULES_DIR=run.NODE_MODULES) if self.impl == "node" else None
             log = open(os.path.join(self.log_dir, f"count-{self.impl}-node{n}.log"), "w")
             self.procs[f"node{n}"] = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         for n in (1, 2):

@@ -65,6 +65,35 @@ def node_anchor():
     return (seed, NODE_MODULES), None
 
 
+def start_redis(port):
+    """A private redis-server on 127.0.0.1:port (no persistence), once it answers PING."""
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.time() + 10
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
+        if time.time() > end:
+            raise RuntimeError("redis did not start")
+        time.sleep(0.05)
+    return proc
+
+
+def node_command(impl, bin_dir, port, redis_url, n, mode="pattern", extra=()):
+    """Command line and environment of cluster node n of `impl` (swift, node or python) on `port`."""
+    if impl == "swift":
+        cmd = [os.path.join(bin_dir, "signal-node"), "--host", "127.0.0.1", "--port", str(port),
+               "--redis", redis_url, "--redis-mode", mode, "--node-id", f"n{n}", "--ice-event", "underscore",
+               "--log-level", "warning", *EVENT_LIMITS, *extra]
+    elif impl == "node":
+        (seed, _), _ = node_anchor()
+        cmd = ["node", seed, "--host", "127.0.0.1", "--port", str(port), "--redis", redis_url, "--quiet"]
+    else:
+        cmd = [sys.executable, REFERENCE_SERVER, "--host", "127.0.0.1",
+               "--port", str(port), "--redis", redis_url, "--ice-event", "underscore"]
+    env = dict(os.environ, SIO_NODE_MODULES_DIR=NODE_MODULES) if impl == "node" else None
+    return cmd, env
+
+
 def wait_http(url, timeout=20.0):
     end = time.time() + timeout
     while time.time() < end:
@@ -88,31 +117,11 @@ class Cluster:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     raise RuntimeError(f"port {port} is already in use")
-        self.procs["redis"] = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.time() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True,
-                             text=True).stdout.strip() != "PONG":
-            if time.time() > end:
-                raise RuntimeError("redis did not start")
-            time.sleep(0.05)
+        self.procs["redis"] = start_redis(self.redis_port)
         url = f"redis://127.0.0.1:{self.redis_port}"
         for n in (1, 2):
-            port = self.base_port + n
             log = open(os.path.join(self.log_dir, f"{self.impl}-node{n}.log"), "w")
-            if self.impl == "swift":
-                cmd = [os.path.join(self.bin_dir, "signal-node"), "--host", "127.0.0.1", "--port", str(port),
-                       "--redis", url, "--redis-mode", self.mode, "--node-id", f"n{n}", "--ice-event", "underscore",
-                       "--log-level", "warning", *EVENT_LIMITS]
-            elif self.impl == "node":
-                (seed, modules), _ = node_anchor()
-                cmd = ["node", seed, "--host", "127.0.0.1", "--port", str(port), "--redis", url, "--quiet"]
-            else:
-                cmd = [sys.executable, REFERENCE_SERVER, "--host", "127.0.0.1",
-                       "--port", str(port), "--redis", url, "--ice-event", "underscore"]
-            env = dict(os.environ, SIO_NODE_MODULES_DIR=NODE_MODULES) if self.impl == "node" else None
+            cmd, env = node_command(self.impl, self.bin_dir, self.base_port + n, url, n, mode=self.mode)
             self.procs[f"node{n}"] = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         for n in (1, 2):
             # The seed has no /healthz: any answer of the Engine.IO endpoint says it is listening.
