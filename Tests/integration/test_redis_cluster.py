@@ -511,22 +511,29 @@ async def test_mixed_cluster_with_a_nodejs_sharded_node(redis_cluster, nodes, si
         theirs.stop()
 
 
-async def test_master_failover(redis_cluster_with_replicas, nodes, sio_clients):
-    """kill -9 of the master that owns a busy room's channel (3 masters, 3 replicas, cluster-node-timeout 2 s):
-    delivery resumes within FAILOVER_LIMIT of the replica's promotion, and everything delivered arrives once
-    and in order, with nothing lost after the recovery."""
-    rc = redis_cluster_with_replicas
-    seeds = ",".join(f"redis://127.0.0.1:{p}" for p in rc.ports[:3])
+async def busy_room(rc, master_ports, nodes, sio_clients, name):
+    """Two signal-nodes on the cluster (seeded with `master_ports`), alice on n1 and bob on n2 in one new room,
+    both nodes subscribed to the room's channel: (n1, n2, alice, bob, room, channel)."""
+    seeds = ",".join(f"redis://127.0.0.1:{p}" for p in master_ports)
     n1 = nodes("n1", seeds)
     n2 = nodes("n2", seeds)
     alice = await sio_clients(n1.url, "alice")
     bob = await sio_clients(n2.url, "bob")
-    room = unique("busy")
+    room = unique(name)
     channel = f"socket.io#/#{room}#"
     await alice.join(room)
     await bob.join(room)
     await alice.expect("user_joined")
     await wait_subscribers(rc, channel, 2)
+    return n1, n2, alice, bob, room, channel
+
+
+async def test_master_failover(redis_cluster_with_replicas, nodes, sio_clients):
+    """kill -9 of the master that owns a busy room's channel (3 masters, 3 replicas, cluster-node-timeout 2 s):
+    delivery resumes within FAILOVER_LIMIT of the replica's promotion, and everything delivered arrives once
+    and in order, with nothing lost after the recovery."""
+    rc = redis_cluster_with_replicas
+    n1, n2, alice, bob, room, channel = await busy_room(rc, rc.ports[:3], nodes, sio_clients, "busy")
     victim = rc.owner(channel)
     replica = rc.replica_of(victim)
 
@@ -579,17 +586,7 @@ async def test_slot_migration_of_a_busy_room(redis_cluster, nodes, sio_clients):
     MIGRATEd, SETSLOT … NODE on every master): the old master pushes SUNSUBSCRIBE, publishers get MOVED, and
     delivery goes on from the new master, once and in order, with no gap over MIGRATION_GAP_LIMIT."""
     rc = redis_cluster
-    seeds = ",".join(f"redis://127.0.0.1:{p}" for p in rc.ports)
-    n1 = nodes("n1", seeds)
-    n2 = nodes("n2", seeds)
-    alice = await sio_clients(n1.url, "alice")
-    bob = await sio_clients(n2.url, "bob")
-    room = unique("moving")
-    channel = f"socket.io#/#{room}#"
-    await alice.join(room)
-    await bob.join(room)
-    await alice.expect("user_joined")
-    await wait_subscribers(rc, channel, 2)
+    n1, n2, alice, bob, room, channel = await busy_room(rc, rc.ports, nodes, sio_clients, "moving")
     source = rc.owner(channel)
     target = next(p for p in rc.ports if p != source)
     ids = {port: node_id for port, _, _, node_id, _ in rc.nodes()}
