@@ -8,14 +8,18 @@ enum DemoPage {
     }
 
     /// Where the files are: `$SIGNAL_DEMO_DIR`, else the SwiftPM resource bundle next to the executable. Not
-    /// `Bundle.module`, whose accessor stops the process when the bundle is missing (a binary copied alone).
+    /// `Bundle.module`, whose accessor stops the process when the bundle is missing (a binary copied alone), nor
+    /// `Bundle.main`, whose first use stops the process when the executable's directory cannot be read (a node run
+    /// as another user from a clone in a 0700 directory, e.g. `mktemp -d`): the executable is found through
+    /// `/proc/self/exe`, which needs no permission on its directories.
     static var directory: URL? {
         if let override = ProcessInfo.processInfo.environment["SIGNAL_DEMO_DIR"], !override.isEmpty {
             return URL(fileURLWithPath: override)
         }
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let candidates = [
-            Bundle.main.executableURL?.deletingLastPathComponent(),
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                .map { URL(fileURLWithPath: $0).deletingLastPathComponent() },
             executable.deletingLastPathComponent(),
         ].compactMap { $0 }
         for base in candidates {
