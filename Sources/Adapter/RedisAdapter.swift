@@ -60,13 +60,13 @@ public struct RedisAdapterStatistics: Sendable, Hashable {
 /// When Redis is unreachable, local rooms keep working; publishes fail fast and are counted in
 /// ``RedisAdapterStatistics/droppedPublishes`` and logged; the subscriber reconnects with backoff and subscribes
 /// again to every channel it needs, and ``isReady`` is false until it has.
-public final class RedisAdapter: Adapter {
+public final class RedisAdapter: ClusterRequestAnswering {
     public let nsp: String
     public let uid: String
     public let configuration: RedisAdapterConfiguration
     public let channels: ClusterChannels
-    private let registry = Mutex(RoomRegistry())
-    private let delivery: any LocalDelivery
+    public let registry = LockedRoomRegistry()
+    let delivery: any LocalDelivery
     private let publisher: RedisConnection
     private let subscriber: RedisSubscriber
     private let logger: Logger
@@ -153,7 +153,6 @@ public final class RedisAdapter: Adapter {
 
     public var isReady: Bool { subscriber.isReady && publisher.isConnected }
 
-    public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
 
     public var statistics: RedisAdapterStatistics {
         RedisAdapterStatistics(
@@ -169,31 +168,9 @@ public final class RedisAdapter: Adapter {
 
     // MARK: membership
 
-    public func join(_ socket: SocketID, rooms: [Room]) {
-        let changes = registry.withLock { registry in rooms.compactMap { registry.join(socket, room: $0) } }
-        apply(changes)
-    }
-
-    public func leave(_ socket: SocketID, room: Room) {
-        let change = registry.withLock { $0.leave(socket, room: room) }
-        if let change { apply([change]) }
-    }
-
-    public func leaveAll(_ socket: SocketID) {
-        apply(registry.withLock { $0.leaveAll(socket) })
-    }
-
-    public func rooms(of socket: SocketID) -> Set<Room> {
-        registry.withLock { $0.rooms(of: socket) }
-    }
-
-    public func localSockets(in rooms: Set<Room>) -> Set<SocketID> {
-        registry.withLock { $0.localSockets(in: rooms) }
-    }
-
     /// In per-room mode, subscribes to a room's channel when its first local member joins and unsubscribes after
     /// the last one leaves (the subscriber reference-counts, so join/leave races net out).
-    private func apply(_ changes: [RoomRegistry.Change]) {
+    public func roomsChanged(_ changes: [RoomRegistry.Change]) {
         guard configuration.mode == .perRoom, !changes.isEmpty else { return }
         var subscribe: [String] = []
         var unsubscribe: [String] = []
@@ -292,51 +269,11 @@ public final class RedisAdapter: Adapter {
             logger.debug("unreadable request from redis", metadata: ["error": "\(error)"])
             return
         }
-        switch request {
-        case .allRooms(let requester, let requestId):
-            guard requester != uid else { return }
-            let rooms = registry.withLock { Array($0.allRooms) }
-            respond(.allRooms(requestId: requestId, rooms: rooms))
-        case .socketsJoin(_, let options, let rooms):
-            let targets = registry.withLock { $0.recipients(of: options) }
-            for socket in targets { join(socket, rooms: rooms) }
-        case .socketsLeave(_, let options, let rooms):
-            let targets = registry.withLock { $0.recipients(of: options) }
-            for socket in targets {
-                for room in rooms { leave(socket, room: room) }
-            }
-        case .disconnectSockets(_, let options, let close):
-            let targets = registry.withLock { $0.recipients(of: options) }
-            if !targets.isEmpty { delivery.disconnect(targets, close: close) }
-        case .fetchSockets(let requester, let requestId, let options):
-            guard requester != uid else { return }
-            let sockets = registry.withLock { registry in
-                registry.recipients(of: options).map { id in
-                    ClusterResponse.Socket(
-                        id: id,
-                        handshake: .object([]),
-                        rooms: [id] + registry.rooms(of: id).filter { $0 != id }.sorted()
-                    )
-                }
-            }
-            respond(.fetchSockets(requestId: requestId, sockets: sockets))
-        case .serverSideEmit(let requester, let requestId, _):
-            // No server-side listeners here; answer so a waiting Node node is not left to time out.
-            guard requester != uid, let requestId else { return }
-            respond(.serverSideEmit(requestId: requestId, data: .null))
-        case .broadcastWithAck(let requester, let requestId, let packet, let options):
-            guard requester != uid else { return }
-            // As a Node.js node does: the number of local recipients first, then each client's first ack argument.
-            let recipients = registry.withLock { $0.recipients(of: options) }
-            respond(.broadcastClientCount(requestId: requestId, clientCount: recipients.count))
-            guard !recipients.isEmpty else { return }
-            delivery.deliverWithAck(packet, to: recipients) { [weak self] arguments in
-                self?.respond(.broadcastAck(requestId: requestId, packet: arguments.first ?? .null))
-            }
-        }
+        answer(request)
     }
 
-    private func respond(_ response: ClusterResponse) {
+    /// Responses go to the one response channel of the namespace; the requester picks its own by requestId.
+    func respond(_ response: ClusterResponse, to requester: String?) {
         let message = response.encoded()
         let channel = channels.responseChannel
         let logger = self.logger

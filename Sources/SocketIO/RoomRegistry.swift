@@ -1,3 +1,5 @@
+import Synchronization
+
 
 
 /// Which local socket is in which room, in both directions. A plain value: the owner serializes access.
@@ -86,4 +88,52 @@ public struct RoomRegistry: Sendable {
         for room in rooms { result.formUnion(members[room] ?? []) }
         return result
     }
+}
+
+/// A node's room memberships behind a mutex that guards only the registry (nothing is delivered while it is
+/// held). Shared by every adapter, which reads recipients from it and hears of rooms created and removed.
+public final class LockedRoomRegistry: Sendable {
+    private let registry = Mutex(RoomRegistry())
+
+    public init() {}
+
+    /// Runs `body` with the registry locked: compute under the lock, act (deliver, publish) after it.
+    public func withLock<Result>(_ body: (inout RoomRegistry) throws -> Result) rethrows -> Result {
+        try registry.withLock { try body(&$0) }
+    }
+}
+
+/// An adapter whose local membership is a ``LockedRoomRegistry``: the membership half of ``Adapter`` comes from
+/// here, and the adapter is told of each room that got its first local member or lost its last one (a cluster
+/// adapter subscribes to or unsubscribes from the room's channel then).
+public protocol RoomRegistryAdapter: Adapter {
+    var registry: LockedRoomRegistry { get }
+    /// Called after the registry is unlocked, with the rooms created and removed by one membership change.
+    func roomsChanged(_ changes: [RoomRegistry.Change])
+}
+
+extension RoomRegistryAdapter {
+    public func join(_ socket: SocketID, rooms: [Room]) {
+        let changes = registry.withLock { registry in rooms.compactMap { registry.join(socket, room: $0) } }
+        if !changes.isEmpty { roomsChanged(changes) }
+    }
+
+    public func leave(_ socket: SocketID, room: Room) {
+        if let change = registry.withLock({ $0.leave(socket, room: room) }) { roomsChanged([change]) }
+    }
+
+    public func leaveAll(_ socket: SocketID) {
+        let changes = registry.withLock { $0.leaveAll(socket) }
+        if !changes.isEmpty { roomsChanged(changes) }
+    }
+
+    public func rooms(of socket: SocketID) -> Set<Room> {
+        registry.withLock { $0.rooms(of: socket) }
+    }
+
+    public func localSockets(in rooms: Set<Room>) -> Set<SocketID> {
+        registry.withLock { $0.localSockets(in: rooms) }
+    }
+
+    public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
 }

@@ -99,6 +99,58 @@ public struct ShardedMessage: Sendable, Hashable {
         )
     }
 
+    /// The sharded message answering `response` (nil for the classic adapter's `allRooms`, which the sharded
+    /// protocol does not have).
+    public static func response(_ response: ClusterResponse, uid: String, nsp: String) -> ShardedMessage? {
+        switch response {
+        case .allRooms:
+            return nil
+        case .fetchSockets(let requestId, let sockets):
+            let sockets: [PacketValue] = sockets.map { socket in
+                .object([
+                    (key: "id", value: .string(socket.id)),
+                    (key: "handshake", value: socket.handshake),
+                    (key: "rooms", value: .array(socket.rooms.map(PacketValue.string))),
+                    (key: "data", value: socket.data),
+                ])
+            }
+            return .response(.fetchSocketsResponse, requestId: requestId, [(key: "sockets", value: .array(sockets))], uid: uid, nsp: nsp)
+        case .serverSideEmit(let requestId, let data):
+            return .response(.serverSideEmitResponse, requestId: requestId, [(key: "packet", value: data)], uid: uid, nsp: nsp)
+        case .broadcastClientCount(let requestId, let clientCount):
+            return .response(
+                .broadcastClientCount, requestId: requestId, [(key: "clientCount", value: .number(Double(clientCount)))],
+                uid: uid, nsp: nsp
+            )
+        case .broadcastAck(let requestId, let packet):
+            return .response(.broadcastAck, requestId: requestId, [(key: "packet", value: packet)], uid: uid, nsp: nsp)
+        }
+    }
+
+    /// The request this message carries, in the classic adapter's model: nil for a plain broadcast (no
+    /// requestId), a fetchSockets without requestId, and responses.
+    public func request() throws(ClusterMessageError) -> ClusterRequest? {
+        switch kind {
+        case .broadcast:
+            let (packet, options, requestId) = try broadcast()
+            guard let requestId else { return nil }
+            return .broadcastWithAck(uid: uid, requestId: requestId, packet: packet, options: options)
+        case .socketsJoin:
+            return .socketsJoin(uid: uid, options: try requestOptions(), rooms: try ClusterBroadcast.rooms(data["rooms"], field: "rooms"))
+        case .socketsLeave:
+            return .socketsLeave(uid: uid, options: try requestOptions(), rooms: try ClusterBroadcast.rooms(data["rooms"], field: "rooms"))
+        case .disconnectSockets:
+            return .disconnectSockets(uid: uid, options: try requestOptions(), close: data["close"] == .bool(true))
+        case .fetchSockets:
+            guard let requestId else { return nil }
+            return .fetchSockets(uid: uid, requestId: requestId, options: try requestOptions())
+        case .serverSideEmit:
+            return .serverSideEmit(uid: uid, requestId: requestId, data: [])
+        case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck, nil:
+            return nil
+        }
+    }
+
     // MARK: Decoding
 
     /// Reads a message received on a shard channel.

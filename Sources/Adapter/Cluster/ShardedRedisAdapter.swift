@@ -18,13 +18,13 @@ import Synchronization
 ///
 /// Nothing here blocks: room membership is behind a mutex that guards only the registry, Redis I/O runs on the
 /// cluster client's event loop.
-public final class ShardedRedisAdapter: Adapter {
+public final class ShardedRedisAdapter: ClusterRequestAnswering {
     public let nsp: String
     /// 16 lowercase hex characters, as Node's cluster adapter uid.
     public let uid: String
     public let channels: ShardedChannels
-    private let registry = Mutex(RoomRegistry())
-    private let delivery: any LocalDelivery
+    public let registry = LockedRoomRegistry()
+    let delivery: any LocalDelivery
     private let cluster: RedisClusterClient
     private let logger: Logger
     private let tallies: RedisAdapterMetrics
@@ -78,35 +78,12 @@ public final class ShardedRedisAdapter: Adapter {
 
     public var isReady: Bool { cluster.isReady }
 
-    public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
 
     // MARK: membership
 
-    public func join(_ socket: SocketID, rooms: [Room]) {
-        let changes = registry.withLock { registry in rooms.compactMap { registry.join(socket, room: $0) } }
-        apply(changes)
-    }
-
-    public func leave(_ socket: SocketID, room: Room) {
-        let change = registry.withLock { $0.leave(socket, room: room) }
-        if let change { apply([change]) }
-    }
-
-    public func leaveAll(_ socket: SocketID) {
-        apply(registry.withLock { $0.leaveAll(socket) })
-    }
-
-    public func rooms(of socket: SocketID) -> Set<Room> {
-        registry.withLock { $0.rooms(of: socket) }
-    }
-
-    public func localSockets(in rooms: Set<Room>) -> Set<SocketID> {
-        registry.withLock { $0.localSockets(in: rooms) }
-    }
-
     /// Dynamic mode: a room's channel while the room has local members (the client reference-counts, so
     /// join/leave races net out). Socket-id rooms have none.
-    private func apply(_ changes: [RoomRegistry.Change]) {
+    public func roomsChanged(_ changes: [RoomRegistry.Change]) {
         var subscribe: [String] = []
         var unsubscribe: [String] = []
         for change in changes {
@@ -192,8 +169,8 @@ public final class ShardedRedisAdapter: Adapter {
         switch message.kind {
         case .broadcast:
             let (packet, options, requestId) = try message.broadcast()
-            let recipients = registry.withLock { $0.recipients(of: options) }
             guard let requestId else {
+                let recipients = registry.withLock { $0.recipients(of: options) }
                 tallies.received.increment()
                 if recipients.isEmpty {
                     tallies.ignored.increment()
@@ -203,65 +180,21 @@ public final class ShardedRedisAdapter: Adapter {
                 return
             }
             tallies.requests.increment()
-            respond(to: message.uid, .broadcastClientCount, requestId, [(key: "clientCount", value: .number(Double(recipients.count)))])
-            guard !recipients.isEmpty else { return }
-            let requester = message.uid
-            delivery.deliverWithAck(packet, to: recipients) { [weak self] arguments in
-                self?.respond(to: requester, .broadcastAck, requestId, [(key: "packet", value: arguments.first ?? .null)])
-            }
-        case .socketsJoin, .socketsLeave:
+            answer(.broadcastWithAck(uid: message.uid, requestId: requestId, packet: packet, options: options))
+        case .socketsJoin, .socketsLeave, .disconnectSockets, .fetchSockets, .serverSideEmit:
             tallies.requests.increment()
-            let options = try message.requestOptions()
-            let rooms = try ClusterBroadcast.rooms(message.data["rooms"], field: "rooms")
-            let targets = registry.withLock { $0.recipients(of: options) }
-            for socket in targets {
-                if message.kind == .socketsJoin {
-                    join(socket, rooms: rooms)
-                } else {
-                    for room in rooms { leave(socket, room: room) }
-                }
-            }
-        case .disconnectSockets:
-            tallies.requests.increment()
-            let options = try message.requestOptions()
-            let targets = registry.withLock { $0.recipients(of: options) }
-            if !targets.isEmpty { delivery.disconnect(targets, close: message.data["close"] == .bool(true)) }
-        case .fetchSockets:
-            tallies.requests.increment()
-            guard let requestId = message.requestId else { return }
-            let options = try message.requestOptions()
-            let sockets: [PacketValue] = registry.withLock { registry in
-                registry.recipients(of: options).map { id in
-                    let rooms = [id] + registry.rooms(of: id).filter { $0 != id }.sorted()
-                    return .object([
-                        (key: "id", value: .string(id)),
-                        (key: "handshake", value: .object([])),
-                        (key: "rooms", value: .array(rooms.map(PacketValue.string))),
-                        (key: "data", value: .object([])),
-                    ])
-                }
-            }
-            respond(to: message.uid, .fetchSocketsResponse, requestId, [(key: "sockets", value: .array(sockets))])
-        case .serverSideEmit:
-            tallies.requests.increment()
-            // No server-side listeners here; answer so a waiting Node node is not left to time out.
-            guard let requestId = message.requestId else { return }
-            respond(to: message.uid, .serverSideEmitResponse, requestId, [(key: "packet", value: .null)])
+            if let request = try message.request() { answer(request) }
         case .fetchSocketsResponse, .serverSideEmitResponse, .broadcastClientCount, .broadcastAck, nil:
             tallies.ignored.increment()
         }
     }
 
-    private func respond(
-        to requester: String,
-        _ kind: ShardedMessage.Kind,
-        _ requestId: String,
-        _ fields: [(key: String, value: PacketValue)]
-    ) {
-        let response = ShardedMessage.response(kind, requestId: requestId, fields, uid: uid, nsp: nsp)
+    /// Responses go to the requester's own response channel.
+    func respond(_ response: ClusterResponse, to requester: String?) {
+        guard let requester, let message = ShardedMessage.response(response, uid: uid, nsp: nsp) else { return }
         let channel = channels.responseChannel(uid: requester)
         let logger = self.logger
-        cluster.spublish(channel, message: response.encoded()).whenFailure { error in
+        cluster.spublish(channel, message: message.encoded()).whenFailure { error in
             logger.warning("could not answer a cluster request", metadata: ["error": "\(error)"])
         }
     }

@@ -24,7 +24,7 @@ public final class RedisConnection: Sendable {
     /// The loop that owns this client's state and its connections.
     public let eventLoop: any EventLoop
     public let configuration: RedisConfiguration
-    private let logger: Logger
+    let logger: Logger
     private let onEvent: (@Sendable (RedisConnectionEvent) -> Void)?
     let driver: RedisReconnectDriver<RedisConnectionStateMachine<any Channel>>
     private let state: NIOLoopBoundBox<LoopState>
@@ -87,26 +87,13 @@ public final class RedisConnection: Sendable {
 
     /// Starts connecting in the background (and reconnecting whenever the connection is lost).
     public func start() {
-        self.followSentinel()
-        self.driver.onLoop { self.driver.start(self) }
-    }
-
-    /// With a sentinel configuration: hear of `+switch-master` and leave a primary that is no longer one.
-    private func followSentinel() {
-        guard let sentinel = self.configuration.sentinel else { return }
-        let driver = self.driver
-        let logger = self.logger
-        sentinel.monitor.register(ObjectIdentifier(self), eventLoopGroup: self.eventLoop, logger: logger) { primary in
-            driver.dropConnection(unlessConnectedTo: primary, logger: logger)
-        }
+        self.startReconnecting()
     }
 
     /// Closes the connection (commands in flight fail with ``RedisError/connectionClosed``) and stops
     /// reconnecting. Later commands fail with ``RedisError/clientClosed``.
     public func close() -> EventLoopFuture<Void> {
-        let closed = self.eventLoop.flatSubmit { self.driver.close(self) }
-        guard let sentinel = self.configuration.sentinel else { return closed }
-        return closed.flatMap { sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop) }
+        self.closeReconnecting()
     }
 
     /// Whether a connection is established right now. Safe from any thread.
@@ -240,9 +227,7 @@ extension RedisConnection: RedisReconnectClient {
     }
 
     func shutdownFinished() {
-        if let sentinel = self.configuration.sentinel {
-            _ = sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop)
-        }
+        self.stopFollowingSentinel()
         self.connectedFlag.store(false, ordering: .relaxed)
         if let promise = self.state.value.firstConnectPromise {
             self.state.value.firstConnectPromise = nil

@@ -22,6 +22,9 @@ extension RedisSubscriptionStateMachine: RedisLifecycleMachine {}
 protocol RedisReconnectClient: AnyObject, Sendable {
     associatedtype Machine: RedisLifecycleMachine where Machine.Connection == any Channel
     var driver: RedisReconnectDriver<Machine> { get }
+    var configuration: RedisConfiguration { get }
+    var eventLoop: any EventLoop { get }
+    var logger: Logger { get }
     /// Opens a connection (TCP, handshake, the client's pipeline).
     func openConnection() -> EventLoopFuture<any Channel>
     /// A connection is open: feed it to the machine (`driver.machine.connectSucceeded`) and act on the answer. The
@@ -34,6 +37,38 @@ protocol RedisReconnectClient: AnyObject, Sendable {
     func connectionLost(retryIn: TimeAmount)
     /// The client is closed for good.
     func shutdownFinished()
+}
+
+extension RedisReconnectClient {
+    /// Starts connecting in the background (and reconnecting whenever the connection is lost), following the
+    /// sentinels first when the configuration names them. From any thread.
+    func startReconnecting() {
+        self.followSentinel()
+        self.driver.onLoop { self.driver.start(self) }
+    }
+
+    /// With a sentinel configuration: hear of `+switch-master` and leave a primary that is no longer one.
+    func followSentinel() {
+        guard let sentinel = self.configuration.sentinel else { return }
+        let driver = self.driver
+        let logger = self.logger
+        sentinel.monitor.register(ObjectIdentifier(self), eventLoopGroup: self.eventLoop, logger: logger) { primary in
+            driver.dropConnection(unlessConnectedTo: primary, logger: logger)
+        }
+    }
+
+    /// Stops listening to the sentinels (when the client is closed for good).
+    func stopFollowingSentinel() {
+        guard let sentinel = self.configuration.sentinel else { return }
+        _ = sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop)
+    }
+
+    /// Closes the connection, stops reconnecting and stops listening to the sentinels. From any thread.
+    func closeReconnecting() -> EventLoopFuture<Void> {
+        let closed = self.eventLoop.flatSubmit { self.driver.close(self) }
+        guard let sentinel = self.configuration.sentinel else { return closed }
+        return closed.flatMap { sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop) }
+    }
 }
 
 /// The reconnect and shutdown plumbing of a Redis client, shared by ``RedisConnection`` and ``RedisSubscriber``:

@@ -23,7 +23,7 @@ public final class RedisSubscriber: Sendable {
     /// The loop that owns this subscriber's state, its connections and its callbacks.
     public let eventLoop: any EventLoop
     public let configuration: RedisConfiguration
-    private let logger: Logger
+    let logger: Logger
     private let onMessage: MessageHandler
     private let onEvent: (@Sendable (RedisConnectionEvent) -> Void)?
     private let onServerUnsubscribe: (@Sendable (String) -> Void)?
@@ -66,25 +66,12 @@ public final class RedisSubscriber: Sendable {
 
     /// Starts connecting in the background (and reconnecting whenever the connection is lost).
     public func start() {
-        self.followSentinel()
-        self.driver.onLoop { self.driver.start(self) }
-    }
-
-    /// With a sentinel configuration: hear of `+switch-master` and leave a primary that is no longer one.
-    private func followSentinel() {
-        guard let sentinel = self.configuration.sentinel else { return }
-        let driver = self.driver
-        let logger = self.logger
-        sentinel.monitor.register(ObjectIdentifier(self), eventLoopGroup: self.eventLoop, logger: logger) { primary in
-            driver.dropConnection(unlessConnectedTo: primary, logger: logger)
-        }
+        self.startReconnecting()
     }
 
     /// Closes the connection and stops reconnecting.
     public func close() -> EventLoopFuture<Void> {
-        let closed = self.eventLoop.flatSubmit { self.driver.close(self) }
-        guard let sentinel = self.configuration.sentinel else { return closed }
-        return closed.flatMap { sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop) }
+        self.closeReconnecting()
     }
 
     /// Connected, and every wanted subscription acknowledged by Redis on this connection. Safe from any thread.
@@ -231,9 +218,7 @@ extension RedisSubscriber: RedisReconnectClient {
     }
 
     func shutdownFinished() {
-        if let sentinel = self.configuration.sentinel {
-            _ = sentinel.monitor.unregister(ObjectIdentifier(self), on: self.eventLoop)
-        }
+        self.stopFollowingSentinel()
         self.connectedFlag.store(false, ordering: .relaxed)
         self.updateReadiness()
         self.logger.debug("Redis subscriber closed")
