@@ -207,23 +207,7 @@ public final class RedisAdapter: ClusterRequestAnswering {
         let metrics = self.metrics
         let logger = self.logger
         publisher.publish(channel, message: message).whenComplete { result in
-            switch result {
-            case .success:
-                metrics.published.increment()
-                let dropped = metrics.droppedSinceLog.exchange(0, ordering: .relaxed)
-                if dropped > 0 {
-                    logger.warning("redis is back; cross-node messages lost meanwhile", metadata: ["lost": "\(dropped)"])
-                }
-            case .failure(let error):
-                metrics.dropped.increment()
-                let pending = metrics.droppedSinceLog.add(1, ordering: .relaxed).newValue
-                if pending == 1 || pending % 1000 == 0 {
-                    logger.error(
-                        "cross-node message lost: redis publish failed",
-                        metadata: ["redis.channel": "\(channel)", "error": "\(error)", "lost.since.last.log": "\(pending)"]
-                    )
-                }
-            }
+            metrics.countPublish(result, channel: channel, command: "publish", logger: logger)
         }
     }
 

@@ -1,4 +1,6 @@
 import CoreMetrics
+import Logging
+import NIOCore
 import Synchronization
 
 /// The Redis adapter's counters, through swift-metrics (the node's Prometheus backend renders them with the other
@@ -47,5 +49,27 @@ public final class RedisAdapterMetrics: Sendable {
         requests = Tally("\(labelPrefix)_redis_requests_total")
         malformed = Tally("\(labelPrefix)_redis_malformed_total")
         reconnects = Tally("\(labelPrefix)_redis_reconnects_total")
+    }
+
+    /// Counts the outcome of publishing a cross-node message (`command` is `publish` or `spublish`), and logs
+    /// the losses while Redis is unreachable: the first, every thousandth, and how many when it is back.
+    func countPublish(_ result: Result<Int, any Error>, channel: String, command: String, logger: Logger) {
+        switch result {
+        case .success:
+            published.increment()
+            let lost = droppedSinceLog.exchange(0, ordering: .relaxed)
+            if lost > 0 {
+                logger.warning("redis is back; cross-node messages lost meanwhile", metadata: ["lost": "\(lost)"])
+            }
+        case .failure(let error):
+            dropped.increment()
+            let pending = droppedSinceLog.add(1, ordering: .relaxed).newValue
+            if pending == 1 || pending % 1000 == 0 {
+                logger.error(
+                    "cross-node message lost: redis \(command) failed",
+                    metadata: ["redis.channel": "\(channel)", "error": "\(error)", "lost.since.last.log": "\(pending)"]
+                )
+            }
+        }
     }
 }

@@ -119,23 +119,7 @@ public final class ShardedRedisAdapter: ClusterRequestAnswering {
         let tallies = self.tallies
         let logger = self.logger
         cluster.spublish(channel, message: message.encoded()).whenComplete { result in
-            switch result {
-            case .success:
-                tallies.published.increment()
-                let dropped = tallies.droppedSinceLog.exchange(0, ordering: .relaxed)
-                if dropped > 0 {
-                    logger.warning("redis is back; cross-node messages lost meanwhile", metadata: ["lost": "\(dropped)"])
-                }
-            case .failure(let error):
-                tallies.dropped.increment()
-                let pending = tallies.droppedSinceLog.add(1, ordering: .relaxed).newValue
-                if pending == 1 || pending % 1000 == 0 {
-                    logger.error(
-                        "cross-node message lost: redis spublish failed",
-                        metadata: ["redis.channel": "\(channel)", "error": "\(error)", "lost.since.last.log": "\(pending)"]
-                    )
-                }
-            }
+            tallies.countPublish(result, channel: channel, command: "spublish", logger: logger)
         }
     }
 
