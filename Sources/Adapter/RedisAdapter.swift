@@ -67,7 +67,10 @@ public final class RedisAdapter: ClusterRequestAnswering {
     public let channels: ClusterChannels
     public let registry = LockedRoomRegistry()
     let delivery: any LocalDelivery
-    private let publisher: RedisConnection
+    /// One publisher connection per event loop of the group (issue 14): a broadcast is published from the loop it
+    /// is made on, which is the sending socket's, without a hop to a publisher's loop. One socket's broadcasts all
+    /// leave through its loop's connection, in order. Replies to requests leave through the subscriber loop's.
+    private let publishers: [RedisConnection]
     private let subscriber: RedisSubscriber
     private let logger: Logger
     private let metrics: RedisAdapterMetrics
@@ -90,12 +93,28 @@ public final class RedisAdapter: ClusterRequestAnswering {
         adapterLogger[metadataKey: "adapter.uid"] = "\(uid)"
         self.logger = adapterLogger
         let logger = adapterLogger
-        self.publisher = RedisConnection(
-            configuration: configuration.redis,
-            eventLoopGroup: eventLoopGroup,
-            logger: logger,
-            onEvent: { event in Self.observe(event, role: "publisher", logger: logger, metrics: metrics) }
-        )
+        var publishers: [RedisConnection] = []
+        for loop in eventLoopGroup.makeIterator() {
+            publishers.append(
+                RedisConnection(
+                    configuration: configuration.redis,
+                    eventLoopGroup: loop,
+                    logger: logger,
+                    onEvent: { event in Self.observe(event, role: "publisher", logger: logger, metrics: metrics) }
+                )
+            )
+        }
+        if publishers.isEmpty {
+            publishers.append(
+                RedisConnection(
+                    configuration: configuration.redis,
+                    eventLoopGroup: eventLoopGroup,
+                    logger: logger,
+                    onEvent: { event in Self.observe(event, role: "publisher", logger: logger, metrics: metrics) }
+                )
+            )
+        }
+        self.publishers = publishers
         // The message handler needs `self`; it reaches it through a box filled right below.
         let handlerBox = WeakReference<RedisAdapter>()
         self.subscriber = RedisSubscriber(
@@ -142,16 +161,22 @@ public final class RedisAdapter: ClusterRequestAnswering {
         }
         // Subscribing to the request channel makes this node count in `PUBSUB NUMSUB`, so it answers requests.
         subscriber.subscribe(channels: [channels.requestChannel])
-        publisher.start()
+        for publisher in publishers { publisher.start() }
         subscriber.start()
     }
 
     public func shutdown() async {
         _ = try? await subscriber.close().get()
-        _ = try? await publisher.close().get()
+        for publisher in publishers { _ = try? await publisher.close().get() }
     }
 
-    public var isReady: Bool { subscriber.isReady && publisher.isConnected }
+    public var isReady: Bool { subscriber.isReady && publishers.allSatisfy(\.isConnected) }
+
+    /// The publisher of the loop this runs on (the first one off the group's loops).
+    private var publisher: RedisConnection {
+        for publisher in publishers where publisher.eventLoop.inEventLoop { return publisher }
+        return publishers[0]
+    }
 
 
     public var statistics: RedisAdapterStatistics {
@@ -162,7 +187,7 @@ public final class RedisAdapter: ClusterRequestAnswering {
             ignored: metrics.ignored.value,
             requests: metrics.requests.value,
             malformed: metrics.malformed.value,
-            reconnects: subscriber.reconnectCount + publisher.reconnectCount
+            reconnects: subscriber.reconnectCount + publishers.reduce(0) { $0 + $1.reconnectCount }
         )
     }
 
