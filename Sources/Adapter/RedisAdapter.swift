@@ -172,6 +172,15 @@ public final class RedisAdapter: ClusterRequestAnswering {
 
     public var isReady: Bool { subscriber.isReady && publishers.allSatisfy(\.isConnected) }
 
+    public var readinessDetails: [String] {
+        let connected = publishers.filter(\.isConnected).count
+        return [
+            "redis \(configuration.redis.sentinel.map { "sentinel:\($0.masterName)" } ?? "\(configuration.redis.host):\(configuration.redis.port)"): "
+                + "subscriber \(subscriber.isReady ? "ready" : subscriber.isConnected ? "subscribing" : "disconnected"), "
+                + "publishers \(connected)/\(publishers.count) connected"
+        ]
+    }
+
     /// The publisher of the loop this runs on (the first one off the group's loops).
     private var publisher: RedisConnection {
         for publisher in publishers where publisher.eventLoop.inEventLoop { return publisher }

@@ -15,13 +15,16 @@ final class ServerContext: Sendable {
         connections: ConnectionConfiguration,
         servesMetrics: Bool = true,
         isReady: @escaping @Sendable () -> Bool,
+        readinessDetails: @escaping @Sendable () -> [String] = { [] },
         metricsText: @escaping @Sendable () -> String?
     ) {
         self.metricsText = metricsText
         self.http = HTTPServerContext(
             engine: engine,
             connections: connections,
-            routes: NodeEndpoints(servesMetrics: servesMetrics, adapterReady: isReady, metricsText: metricsText)
+            routes: NodeEndpoints(
+                servesMetrics: servesMetrics, adapterReady: isReady, readinessDetails: readinessDetails, metricsText: metricsText
+            )
         )
     }
 }
@@ -32,6 +35,8 @@ struct NodeEndpoints: HTTPRoutes {
     let servesMetrics: Bool
     /// Whether the adapter and presence serve the cluster; `/readyz` also reports not-ready while draining.
     let adapterReady: @Sendable () -> Bool
+    /// Lines after the verdict in `/readyz`'s body: the state of each Redis connection or shard, presence.
+    let readinessDetails: @Sendable () -> [String]
     let metricsText: @Sendable () -> String?
 
     func isReady(_ server: HTTPServerContext) -> Bool { !server.draining.load(ordering: .relaxed) && adapterReady() }
@@ -50,7 +55,10 @@ struct NodeEndpoints: HTTPRoutes {
             return .text(.ok, text, contentType: "text/plain; version=0.0.4; charset=utf-8")
         case "/readyz":
             let ready = isReady(server)
-            return .text(ready ? .ok : .serviceUnavailable, ready ? "ready\n" : "not ready\n")
+            var body = ready ? "ready\n" : "not ready\n"
+            if server.draining.load(ordering: .relaxed) { body += "draining\n" }
+            for line in readinessDetails() { body += line + "\n" }
+            return .text(ready ? .ok : .serviceUnavailable, body)
         default:
             if let file = DemoPage.files[String(path)] {
                 var headers = HTTPHeaders()

@@ -97,6 +97,7 @@ public final class SignalServer: Sendable {
             connections: configuration.connections,
             servesMetrics: configuration.metricsListener == nil,
             isReady: { adapter.isReady && presence.isReady },
+            readinessDetails: { adapter.readinessDetails + ["presence: \(presence.isReady ? "ready" : "not ready")"] },
             metricsText: {
                 guard let metricsText else { return nil }
                 // The gauges are read when scraped; every metric is then rendered by the backend.

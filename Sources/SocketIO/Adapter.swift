@@ -92,11 +92,16 @@ public protocol Adapter: AnyObject, Sendable {
     /// True when the adapter is ready to serve cluster traffic (for `/readyz`).
     var isReady: Bool { get }
 
+    /// One line per part the adapter depends on and its state, for the body of `/readyz` (a Redis connection, each
+    /// shard of a Redis Cluster). Safe from any thread.
+    var readinessDetails: [String] { get }
+
     /// Rooms with local members (socket-id rooms included).
     var localRoomCount: Int { get }
 }
 
 extension Adapter {
+    public var readinessDetails: [String] { [] }
     public func start() async throws {}
     public func shutdown() async {}
     public var isReady: Bool { true }

@@ -725,3 +725,54 @@ def spublish_calls(rc, port):
         if line.startswith("cmdstat_spublish:"):
             return int(re.search(r"calls=(\d+)", line).group(1))
     return 0
+
+
+def readyz(node):
+    r = requests.get(node.url + "/readyz", timeout=2)
+    return r.status_code, r.text
+
+
+def shard_lines(text):
+    """{port: (slots, commands, subscriptions)} from /readyz's 'redis shard host:port: N slots, ...' lines."""
+    out = {}
+    for m in re.finditer(r"^redis shard [\d.]+:(\d+): (\d+) slots, commands (\w+), subscriptions (\w+)$", text, re.M):
+        out[int(m.group(1))] = (int(m.group(2)), m.group(3), m.group(4))
+    return out
+
+
+async def test_readyz_names_each_shard(redis_cluster_with_replicas, nodes, sio_clients):
+    """/readyz says which masters the node uses and how each is: all 3 with their slots (16,384 in all) when ready;
+    after kill -9 of one master, 503 with that master's commands disconnected; after the replica's promotion,
+    200 again with the replica in its place."""
+    rc = redis_cluster_with_replicas
+    seeds = ",".join(f"redis://127.0.0.1:{p}" for p in rc.ports[:3])
+    n1 = nodes("n1", seeds)
+    status, text = readyz(n1)
+    shards = shard_lines(text)
+    assert status == 200 and text.startswith("ready\n"), text
+    assert "slot map complete" in text and "presence: ready" in text, text
+    assert set(shards) == set(rc.ports[:3]), text
+    assert sum(s for s, _, _ in shards.values()) == 16384, text
+    assert all(c == "connected" for _, c, _ in shards.values()), text
+
+    victim = rc.ports[0]
+    replica = rc.replica_of(victim)
+    rc.kill(victim)
+    deadline = time.monotonic() + 10
+    while True:
+        status, text = readyz(n1)
+        if status == 503 and shard_lines(text).get(victim, (0, ""))[1] == "disconnected":
+            break
+        assert time.monotonic() < deadline, f"/readyz did not name the dead master {victim}:\n{status} {text}"
+        await asyncio.sleep(0.05)
+    assert text.startswith("not ready\n"), text
+
+    deadline = time.monotonic() + 30
+    while True:
+        status, text = readyz(n1)
+        shards = shard_lines(text)
+        if status == 200 and replica in shards:
+            break
+        assert time.monotonic() < deadline, f"/readyz not 200 with the promoted replica {replica}:\n{status} {text}"
+        await asyncio.sleep(0.1)
+    assert victim not in shards and sum(s for s, _, _ in shards.values()) == 16384, text

@@ -34,6 +34,8 @@ public final class RedisClusterClient: Sendable {
     private let onEvent: (@Sendable (RedisConnectionEvent) -> Void)?
     private let state: NIOLoopBoundBox<State>
     private let readyFlag = Atomic<Bool>(false)
+    /// The masters and their connections as last seen on the loop, for ``shardStates`` (any thread).
+    private let shardSnapshot = Mutex<(mapLoaded: Bool, complete: Bool, shards: [RedisClusterShardState])>((false, false, []))
     private let connectedFlag = Atomic<Bool>(false)
     private let tallies: Tallies
 
@@ -144,6 +146,12 @@ public final class RedisClusterClient: Sendable {
             tallies.refreshes.value, tallies.mapChanges.value, tallies.moved.value, tallies.ask.value,
             tallies.reconnects.value
         )
+    }
+
+    /// The slot map as last seen (read yet, every slot covered) and each master's connections, for `/readyz`. Safe
+    /// from any thread; updated on the loop at every connection event and map change.
+    public var shardStates: (mapLoaded: Bool, complete: Bool, shards: [RedisClusterShardState]) {
+        shardSnapshot.withLock { $0 }
     }
 
     /// The masters of the current map and whether each has a command connection (for logs and /readyz).
@@ -357,6 +365,24 @@ public final class RedisClusterClient: Sendable {
         let subscribed = value.subscriptions.unplacedCount == 0
             && value.subscriptions.mastersInUse.allSatisfy { value.shards[$0]?.subscriber?.isReady ?? false }
         let ready = connected && subscribed && value.map.isComplete
+        let counts = value.map.slotCounts
+        let inUse = value.subscriptions.mastersInUse
+        let shards = value.map.masters.map { node in
+            let shard = value.shards[node]
+            let subscriber: RedisClusterShardState.Subscriber
+            if let connection = shard?.subscriber, inUse.contains(node) {
+                subscriber = connection.isReady ? .ready : connection.isConnected ? .subscribing : .disconnected
+            } else {
+                subscriber = .unused
+            }
+            return RedisClusterShardState(
+                node: node,
+                slots: counts[node] ?? 0,
+                commandConnected: shard?.connection.isConnected ?? false,
+                subscriber: subscriber
+            )
+        }
+        shardSnapshot.withLock { $0 = (value.mapLoaded, value.map.isComplete, shards) }
         if readyFlag.exchange(ready, ordering: .relaxed) != ready {
             logger.info(ready ? "redis cluster ready" : "redis cluster not ready")
             onEvent?(.readinessChanged(isReady: ready))
@@ -482,6 +508,7 @@ public final class RedisClusterClient: Sendable {
         for node in map.masters { _ = shard(for: node) }
         let actions = state.value.subscriptions.mapChanged(map)
         perform(actions)
+        updateReadiness()
     }
 
     private func onLoop(_ body: @escaping @Sendable () -> Void) {
@@ -490,6 +517,29 @@ public final class RedisClusterClient: Sendable {
         } else {
             eventLoop.execute(body)
         }
+    }
+}
+
+/// One master of a Redis Cluster's slot map, as `/readyz` describes it.
+public struct RedisClusterShardState: Sendable, Hashable, CustomStringConvertible {
+    public enum Subscriber: String, Sendable {
+        /// Every shard channel placed on this master is acknowledged.
+        case ready
+        /// Connected, some subscription not acknowledged yet.
+        case subscribing
+        case disconnected
+        /// No shard channel of this node lives on this master.
+        case unused
+    }
+
+    public var node: RedisClusterNode
+    public var slots: Int
+    public var commandConnected: Bool
+    public var subscriber: Subscriber
+
+    public var description: String {
+        "redis shard \(node): \(slots) slots, commands \(commandConnected ? "connected" : "disconnected"), "
+            + "subscriptions \(subscriber.rawValue)"
     }
 }
 

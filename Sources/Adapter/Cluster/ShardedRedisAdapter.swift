@@ -78,6 +78,13 @@ public final class ShardedRedisAdapter: ClusterRequestAnswering {
 
     public var isReady: Bool { cluster.isReady }
 
+    public var readinessDetails: [String] {
+        let states = cluster.shardStates
+        guard states.mapLoaded else { return ["redis cluster: slot map not read yet"] }
+        return ["redis cluster: \(states.shards.count) masters, slot map \(states.complete ? "complete" : "incomplete")"]
+            + states.shards.map(\.description)
+    }
+
 
     // MARK: membership
 
