@@ -153,7 +153,10 @@ package final class SocketIOConnection: EngineSessionDelegate {
         pendingBinary = nil
         let sockets = self.sockets
         self.sockets.removeAll()
-        for socket in sockets.all { socket.closed(reason: reason.rawValue) }
+        // Only a transport drop is one the client did not choose and may come back from (connection state
+        // recovery); a shutdown is not, as this node's suspended sockets would go with it.
+        let recoverable = reason == .transportClose || reason == .transportError || reason == .pingTimeout
+        for socket in sockets.all { socket.closed(reason: reason.rawValue, recoverable: recoverable) }
     }
 
     private func protocolError(_ reason: String) {
@@ -202,6 +205,12 @@ package final class SocketIOConnection: EngineSessionDelegate {
             namespace.metrics.error("rate_limited")
             return refuseConnect(packet.nsp, "Too many connection attempts")
         }
+        if namespace.recovery != nil, let pid = packet.data?["pid"]?.stringValue {
+            switch restore(namespace, pid: pid, offset: packet.data?["offset"]?.stringValue, auth: packet.data) {
+            case .restored, .refused: return
+            case .newSession: break
+            }
+        }
         let socket = Socket(id: IDGenerator.next(), namespace: namespace, connection: self)
         do throws(ConnectRefusal) {
             try namespace.bind(socket, packet.data)
@@ -213,8 +222,62 @@ package final class SocketIOConnection: EngineSessionDelegate {
         sockets[packet.nsp] = socket
         namespace.localSockets.add(socket)
         namespace.adapter.join(socket.id, rooms: [socket.id])
-        send(SocketIOPacket(type: .connect, nsp: packet.nsp, data: .object([("sid", .string(socket.id))])).engineFrames())
+        var answer: [(key: String, value: PacketValue)] = [("sid", .string(socket.id))]
+        if namespace.recovery != nil {
+            let log = RecoveryLog.make()
+            socket.recovery = log
+            answer.append(("pid", .string(log.pid)))
+        }
+        send(SocketIOPacket(type: .connect, nsp: packet.nsp, data: .object(answer)).engineFrames())
         socket.binding?.connected(socket)
+    }
+
+    private enum RestoreOutcome {
+        case restored, refused, newSession
+    }
+
+    /// A CONNECT with `{pid, offset}`: restores the suspended socket when it can be restored whole, answers the
+    /// handler's refusal (e.g. a token no longer valid; the session stays suspended), or falls back to a new
+    /// session (unknown or expired pid, lost events, an offset not ours: never a partial replay).
+    private func restore(_ namespace: Namespace, pid: String, offset: String?, auth: PacketValue?) -> RestoreOutcome {
+        guard let store = namespace.recoveryStore, let saved = store.peek(pid: pid), saved.nsp == namespace.name else {
+            namespace.metrics.recovery(.refused)
+            return .newSession
+        }
+        let socket = Socket(id: saved.socket, namespace: namespace, connection: self, recovered: true)
+        do throws(ConnectRefusal) {
+            try namespace.bindRecovered(socket, auth, saved.state)
+        } catch {
+            refuseConnect(namespace.name, error.message)
+            return .refused
+        }
+        switch namespace.localSockets.restore(pid: pid, offset: offset, socket: socket) {
+        case .unknown:
+            namespace.metrics.recovery(.refused)
+            return .newSession
+        case .ended(let session):
+            namespace.metrics.recovery(.refused)
+            namespace.endSuspended(session, on: eventLoop)
+            return .newSession
+        case .restored(let session, let history):
+            namespace.metrics.recovery(.restored)
+            connectTimeout?.cancel()
+            connectTimeout = nil
+            socket.recovery = session.log
+            sockets[namespace.name] = socket
+            namespace.adapter.join(socket.id, rooms: [socket.id] + session.rooms)
+            let answer = PacketValue.object([("sid", .string(socket.id)), ("pid", .string(pid))])
+            send(SocketIOPacket(type: .connect, nsp: namespace.name, data: answer).engineFrames())
+            // What the client missed, in order, before anything new: the events it may not have received
+            // before the drop (stamped already), then those kept while it was away.
+            for frames in history { send(frames) }
+            for event in session.missed {
+                if let packet = event.packet, !(socket.binding?.shouldDeliver(packet, to: socket) ?? true) { continue }
+                socket.sendFrames(event.frames)
+            }
+            socket.binding?.connected(socket)
+            return .restored
+        }
     }
 
     /// Answers a CONNECT with CONNECT_ERROR; a session that keeps failing is closed.
