@@ -33,6 +33,9 @@ public struct RecoveryConfiguration: Sendable {
     /// is lost (not restored).
     public var maxEvents: Int
     public var maxBytes: Int
+    /// Bytes kept for all suspended sockets of this node together; past it, a socket that gets one more event
+    /// is lost (its events dropped, its memory freed).
+    public var maxTotalBytes: Int
     /// Events a connected socket keeps after sending them, and their bytes, to replay those written to a
     /// transport that was already dying.
     public var historyEvents: Int
@@ -43,6 +46,7 @@ public struct RecoveryConfiguration: Sendable {
         maxSessions: Int = 10_000,
         maxEvents: Int = 1_000,
         maxBytes: Int = 1 << 20,
+        maxTotalBytes: Int = 64 << 20,
         historyEvents: Int = 16,
         historyBytes: Int = 16 << 10
     ) {
@@ -50,6 +54,7 @@ public struct RecoveryConfiguration: Sendable {
         self.maxSessions = maxSessions
         self.maxEvents = maxEvents
         self.maxBytes = maxBytes
+        self.maxTotalBytes = maxTotalBytes
         self.historyEvents = historyEvents
         self.historyBytes = historyBytes
     }

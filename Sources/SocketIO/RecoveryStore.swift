@@ -48,6 +48,8 @@ public protocol RecoveryStore: AnyObject, Sendable {
     func expire(pid: String, deadline: NIODeadline) -> SuspendedSession?
     /// Suspended sockets now.
     var count: Int { get }
+    /// Bytes of the events kept for them.
+    var bytes: Int { get }
 }
 
 /// The store of one node: suspended sockets live in this process's memory, so they are restored only on this
@@ -56,6 +58,15 @@ public final class InMemoryRecoveryStore: RecoveryStore {
     private struct State {
         var sessions: [String: SuspendedSession] = [:]
         var pidOfSocket: [SocketID: String] = [:]
+        /// Bytes of every session's history and missed events.
+        var bytes = 0
+
+        mutating func remove(_ pid: String) -> SuspendedSession? {
+            guard let session = sessions.removeValue(forKey: pid) else { return nil }
+            pidOfSocket[session.socket] = nil
+            bytes -= session.bytes
+            return session
+        }
     }
     private let state = Mutex(State())
     let configuration: RecoveryConfiguration
@@ -67,8 +78,10 @@ public final class InMemoryRecoveryStore: RecoveryStore {
     public func suspend(_ session: SuspendedSession) -> Bool {
         state.withLock { state in
             guard state.sessions.count < configuration.maxSessions else { return false }
+            guard state.bytes + session.bytes <= configuration.maxTotalBytes else { return false }
             state.sessions[session.log.pid] = session
             state.pidOfSocket[session.socket] = session.log.pid
+            state.bytes += session.bytes
             return true
         }
     }
@@ -81,16 +94,18 @@ public final class InMemoryRecoveryStore: RecoveryStore {
             guard !session.lost else { return true }
             let bytes = RecoveryLog.size(of: event.frames)
             if session.missed.count + session.log.history.count >= configuration.maxEvents
-                || session.bytes + bytes > configuration.maxBytes
+                || session.bytes + bytes > configuration.maxBytes || state.bytes + bytes > configuration.maxTotalBytes
             {
                 // Past a bound: what is kept can no longer be the whole story, so keep none of it.
                 session.lost = true
                 session.missed = []
+                state.bytes -= session.bytes
                 session.bytes = 0
                 return true
             }
             session.missed.append(event)
             session.bytes += bytes
+            state.bytes += bytes
             return true
         }
     }
@@ -100,21 +115,18 @@ public final class InMemoryRecoveryStore: RecoveryStore {
     }
 
     public func take(pid: String) -> SuspendedSession? {
-        state.withLock { state in
-            guard let session = state.sessions.removeValue(forKey: pid) else { return nil }
-            state.pidOfSocket[session.socket] = nil
-            return session
-        }
+        state.withLock { $0.remove(pid) }
     }
 
     public func expire(pid: String, deadline: NIODeadline) -> SuspendedSession? {
         state.withLock { state in
-            guard let session = state.sessions[pid], session.deadline == deadline else { return nil }
-            state.sessions[pid] = nil
-            state.pidOfSocket[session.socket] = nil
-            return session
+            guard state.sessions[pid]?.deadline == deadline else { return nil }
+            return state.remove(pid)
         }
     }
 
     public var count: Int { state.withLock { $0.sessions.count } }
+
+    /// Bytes kept for all suspended sockets (their events' encoded frames).
+    public var bytes: Int { state.withLock { $0.bytes } }
 }

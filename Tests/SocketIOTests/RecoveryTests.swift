@@ -244,6 +244,22 @@ struct RecoveryTests {
         #expect(f.handler.ended == [a.sid!])
     }
 
+    @Test func theNodeWideByteBoundLosesTheSessionThatPassesIt() throws {
+        let f = Fixture(RecoveryConfiguration(window: .seconds(60), maxTotalBytes: 200))
+        let a = f.client()
+        a.send("0")
+        let pid = try #require(a.pid)
+        a.drop()
+        for n in 1...5 { f.emit(n) }  // about 10 bytes each
+        #expect(f.namespace.recoveryStore?.bytes ?? 0 > 0)
+        for n in 6...40 { f.emit(n) }
+        #expect(f.namespace.recoveryStore?.bytes == 0)
+        let b = f.client()
+        b.send(Fixture.auth(pid, nil))
+        #expect(b.sid != a.sid)
+        #expect(f.namespace.recoveryStore?.count == 0)
+    }
+
     @Test func theWindowClosingEndsTheSocketOnceAndItCannotBeRestoredAfter() throws {
         let f = Fixture(RecoveryConfiguration(window: .seconds(5)))
         let a = f.client()
