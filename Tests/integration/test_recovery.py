@@ -211,3 +211,33 @@ async def test_python_socketio_degrades_to_a_normal_reconnect(server_factory):
     finally:
         await bob.close()
         await alice.close()
+
+
+def test_demo_page_recovers_and_keeps_its_call(recovery_server):
+    """The demo page (its own small client, sio.js) with recovery on: Alice's page drops its websocket while Bob
+    chats; she comes back as the same socket, gets the messages once in order, and Bob never saw her leave."""
+    require_browser()
+    room = unique("csr-demo")
+    alice, bob = Browser("Alice"), Browser("Bob")
+    try:
+        alice.open(recovery_server, room)
+        bob.open(recovery_server, room)
+        alice_id = wait_until(lambda: alice.js("return demo.joined && demo.id"), TIMEOUT, "alice joined")
+        wait_until(lambda: bob.js("return demo.joined && demo.id"), TIMEOUT, "bob joined")
+        wait_until(lambda: alice_id in [p["id"] for p in bob.peers()], TIMEOUT, "bob sees alice")
+        bob.js("demo.say('before')")
+        wait_until(lambda: alice.js("return demo.chat.length") >= 1, TIMEOUT, "alice got 'before'")
+        alice.js("demo.drop()")
+        bob.js("for (let i = 0; i < 3; i++) demo.say('gap-' + i)")
+        wait_until(lambda: alice.js("return demo.socket.connected && demo.socket.reconnections") == 1, TIMEOUT,
+                   "alice reconnected", detail=alice.diagnostics)
+        assert alice.js("return [demo.id, demo.socket.recovered, demo.joined]") == [alice_id, True, True]
+        bob.js("demo.say('after')")
+        wait_until(lambda: alice.js("return demo.chat.length") >= 5, TIMEOUT, "alice got 'after'", detail=alice.diagnostics)
+        assert alice.js("return demo.chat.map(m => m.content)") == ["before", "gap-0", "gap-1", "gap-2", "after"]
+        assert "recovered as" in alice.page_log()
+        assert bob.js("return [...demo.call.gone]") == []
+        assert alice_id in [p["id"] for p in bob.peers()]
+    finally:
+        alice.quit()
+        bob.quit()
