@@ -139,6 +139,8 @@ public final class LocalSockets: LocalDelivery {
     let filteredEvents: Set<String>
     /// Suspended sockets, when the namespace recovers connection state. Called under `sockets`' lock.
     let store: (any RecoveryStore)?
+    /// Ends a suspended socket (the namespace's `endSuspended`), set once by the namespace.
+    let endSuspended = Mutex<(@Sendable (SuspendedSession) -> Void)?>(nil)
 
     init(metrics: SocketIOMetrics, filteredEvents: Set<String>, store: (any RecoveryStore)? = nil) {
         self.metrics = metrics
@@ -215,6 +217,13 @@ public final class LocalSockets: LocalDelivery {
     }
 
     public func disconnect(_ ids: [SocketID], close: Bool) {
+        // A suspended socket ends too: its client must not come back to it after being disconnected.
+        if let store {
+            let ended = sockets.withLock { sockets in ids.filter { sockets[$0] == nil }.compactMap { store.take(socket: $0) } }
+            if !ended.isEmpty, let end = endSuspended.withLock({ $0 }) {
+                for session in ended { session.eventLoop.execute { end(session) } }
+            }
+        }
         forEach(ids) { socket in
             if close {
                 socket.closeSession()
@@ -303,6 +312,9 @@ public final class Namespace: Sendable {
         self.adapter = makeAdapter(name, localSockets)
         self.endHandler = { socket, saved, namespace, eventLoop in
             shared.handler.suspendedSocketEnded(socket, saved: saved, namespace: namespace, eventLoop: eventLoop)
+        }
+        localSockets.endSuspended.withLock { end in
+            end = { [weak self] session in self?.endSuspended(session, on: session.eventLoop) }
         }
     }
 

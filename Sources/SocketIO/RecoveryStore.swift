@@ -12,6 +12,8 @@ public struct SuspendedSession: Sendable {
     public let state: PacketValue
     /// Its offsets and last events sent.
     public let log: RecoveryLog
+    /// The loop the socket lived on: its end (window closed, or a cluster's `disconnectSockets`) runs there.
+    public let eventLoop: any EventLoop
     /// When the window closes: an expiry timer compares it, so a timer of an earlier suspension of the same
     /// socket (restored since) does not end a later one.
     public let deadline: NIODeadline
@@ -44,6 +46,8 @@ public protocol RecoveryStore: AnyObject, Sendable {
     func peek(pid: String) -> SuspendedSession?
     /// Removes and returns the session of `pid`.
     func take(pid: String) -> SuspendedSession?
+    /// Removes and returns the session of a suspended socket, by its id.
+    func take(socket: SocketID) -> SuspendedSession?
     /// Removes the session of `pid` if its window is the one that closed at `deadline`.
     func expire(pid: String, deadline: NIODeadline) -> SuspendedSession?
     /// Suspended sockets now.
@@ -116,6 +120,13 @@ public final class InMemoryRecoveryStore: RecoveryStore {
 
     public func take(pid: String) -> SuspendedSession? {
         state.withLock { $0.remove(pid) }
+    }
+
+    public func take(socket: SocketID) -> SuspendedSession? {
+        state.withLock { state in
+            guard let pid = state.pidOfSocket[socket] else { return nil }
+            return state.remove(pid)
+        }
     }
 
     public func expire(pid: String, deadline: NIODeadline) -> SuspendedSession? {

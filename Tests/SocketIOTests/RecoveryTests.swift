@@ -309,6 +309,22 @@ struct RecoveryTests {
         #expect(c.sid == a.sid)
     }
 
+    @Test func aClusterDisconnectEndsASuspendedSocket() throws {
+        let f = Fixture()
+        let a = f.client()
+        a.send("0")
+        let pid = try #require(a.pid)
+        let sid = try #require(a.sid)
+        a.drop()
+        f.namespace.localSockets.disconnect([sid], close: false)
+        f.loop.run()
+        #expect(f.handler.ended == [sid])
+        #expect(f.namespace.adapter.localSockets(in: ["room"]).isEmpty)
+        let b = f.client()
+        b.send(Fixture.auth(pid, nil))
+        #expect(b.sid != sid)
+    }
+
     @Test func onlyATransportDropSuspends() throws {
         let f = Fixture()
         let a = f.client()
