@@ -115,6 +115,7 @@ public final class RedisAdapter: Adapter {
             if reconnect { metrics.reconnects.increment() }
             logger.info(reconnect ? "redis reconnected" : "redis connected", metadata: ["redis.role": "\(role)"])
         case .disconnected:
+            metrics.connectionLosses.add(1, ordering: .relaxed)
             logger.warning("redis connection lost", metadata: ["redis.role": "\(role)"])
         case .connectFailed(let failures, let retryIn):
             // Retries come every 50-100 ms while Redis is down: the first failure, then one line in a hundred.
@@ -152,6 +153,9 @@ public final class RedisAdapter: Adapter {
     }
 
     public var isReady: Bool { subscriber.isReady && publisher.isConnected }
+
+    /// Counts the subscriber's and publisher's lost connections: traffic may have been missed at each.
+    public var continuity: UInt64 { metrics.connectionLosses.load(ordering: .relaxed) }
 
     public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
 

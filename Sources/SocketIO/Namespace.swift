@@ -170,11 +170,15 @@ public final class LocalSockets: LocalDelivery {
 
     /// Takes the suspended session `pid` and puts `socket` (same id) in its place, in one step with respect to
     /// deliveries: an event is either among the session's missed events or delivered to `socket`, once.
-    func restore(pid: String, offset: String?, socket: Socket) -> Restore {
+    func restore(pid: String, offset: String?, socket: Socket, continuity: () -> UInt64) -> Restore {
         guard let store else { return .unknown }
         return sockets.withLock { sockets in
             guard let session = store.take(pid: pid) else { return .unknown }
-            guard session.socket == socket.id, !session.lost, let history = session.log.events(after: offset) else {
+            // Not restorable: its events passed a bound, the adapter may have missed cluster traffic meanwhile
+            // (Redis restarted), or the client's offset is not one we can continue from.
+            guard session.socket == socket.id, !session.lost, session.continuity == continuity(),
+                let history = session.log.events(after: offset)
+            else {
                 return .ended(session)
             }
             sockets[socket.id] = NIOLoopBound(socket, eventLoop: socket.eventLoop)

@@ -12,6 +12,8 @@ public struct SuspendedSession: Sendable {
     public let state: PacketValue
     /// Its offsets and last events sent.
     public let log: RecoveryLog
+    /// The adapter's ``Adapter/continuity`` when the socket was suspended.
+    public let continuity: UInt64
     /// The loop the socket lived on: its end (window closed, or a cluster's `disconnectSockets`) runs there.
     public let eventLoop: any EventLoop
     /// When the window closes: an expiry timer compares it, so a timer of an earlier suspension of the same

@@ -179,6 +179,7 @@ public final class Socket {
             rooms: Array(adapter.rooms(of: id)),
             state: state,
             log: log,
+            continuity: adapter.continuity,
             eventLoop: eventLoop,
             deadline: deadline,
             bytes: log.historyBytes

@@ -251,7 +251,8 @@ package final class SocketIOConnection: EngineSessionDelegate {
             refuseConnect(namespace.name, error.message)
             return .refused
         }
-        switch namespace.localSockets.restore(pid: pid, offset: offset, socket: socket) {
+        let adapter = namespace.adapter
+        switch namespace.localSockets.restore(pid: pid, offset: offset, socket: socket, continuity: { adapter.continuity }) {
         case .unknown:
             namespace.metrics.recovery(.refused)
             return .newSession

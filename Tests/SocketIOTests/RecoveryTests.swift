@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOEmbedded
+import Synchronization
 import Testing
 
 @testable import EngineIO
@@ -72,6 +73,22 @@ struct RecoveryTests {
         func drop() { session.webSocketClosed(ws) }
     }
 
+    /// The in-memory adapter with a continuity the test changes (what a Redis restart does to the Redis adapter).
+    final class GappyAdapter: Adapter {
+        let inner: InMemoryAdapter
+        let epoch = Atomic<UInt64>(0)
+        init(nsp: String, delivery: any LocalDelivery) { inner = InMemoryAdapter(nsp: nsp, delivery: delivery) }
+        var nsp: String { inner.nsp }
+        func join(_ socket: SocketID, rooms: [Room]) { inner.join(socket, rooms: rooms) }
+        func leave(_ socket: SocketID, room: Room) { inner.leave(socket, room: room) }
+        func leaveAll(_ socket: SocketID) { inner.leaveAll(socket) }
+        func rooms(of socket: SocketID) -> Set<Room> { inner.rooms(of: socket) }
+        func localSockets(in rooms: Set<Room>) -> Set<SocketID> { inner.localSockets(in: rooms) }
+        func broadcast(_ packet: BroadcastPacket, options: BroadcastOptions) { inner.broadcast(packet, options: options) }
+        var localRoomCount: Int { inner.localRoomCount }
+        var continuity: UInt64 { epoch.load(ordering: .relaxed) }
+    }
+
     struct Fixture {
         let loop = EmbeddedEventLoop()
         let handler = Handler()
@@ -79,7 +96,7 @@ struct RecoveryTests {
         init(_ configuration: RecoveryConfiguration? = RecoveryConfiguration(window: .seconds(60))) {
             let metrics = SocketIOMetrics(knownEvents: [])
             namespace = Namespace(name: "/", handler: handler, logger: Logger(label: "test"), metrics: metrics, recovery: configuration) {
-                InMemoryAdapter(nsp: $0, delivery: $1)
+                GappyAdapter(nsp: $0, delivery: $1)
             }
         }
         func client() -> Client { Client(namespace, loop: loop) }
@@ -307,6 +324,21 @@ struct RecoveryTests {
         let c = f.client()
         c.send(Fixture.auth(pid, nil))
         #expect(c.sid == a.sid)
+    }
+
+    @Test func aClusterGapDuringTheSuspensionGivesANewSession() throws {
+        let f = Fixture()
+        let a = f.client()
+        a.send("0")
+        let pid = try #require(a.pid)
+        a.drop()
+        f.emit(1)
+        (f.namespace.adapter as! GappyAdapter).epoch.add(1, ordering: .relaxed)  // Redis restarted meanwhile
+        let b = f.client()
+        b.send(Fixture.auth(pid, nil))
+        #expect(b.sid != a.sid)
+        #expect(b.events.isEmpty)
+        #expect(f.handler.ended == [a.sid!])
     }
 
     @Test func aClusterDisconnectEndsASuspendedSocket() throws {
