@@ -241,3 +241,88 @@ def test_demo_page_recovers_and_keeps_its_call(recovery_server):
     finally:
         alice.quit()
         bob.quit()
+
+
+# --------------------------------------------------------------------------------------------
+# In a Redis cluster: recovery on the node that held the socket, with the peer on another node
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def recovery_cluster():
+    from cluster import Cluster
+    require_browser()
+    cluster = Cluster("pattern", n=2, node_args={0: ("--recovery-window", "30"), 1: ("--recovery-window", "30")})
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+async def open_official_client(browser, node, room, delay_ms):
+    await asyncio.to_thread(browser.driver.get, f"{node.url}/healthz")
+    setup = PAGE_SETUP.replace("reconnectionDelay: 1500", f"reconnectionDelay: {delay_ms}")
+    await asyncio.to_thread(browser.js, setup, BUNDLE.read_text(), node.url, room)
+    state = await wait_for(lambda: (s := browser_state(browser))["roster"] and s, TIMEOUT, "browser joined",
+                           browser.console_text)
+    return state["connects"][0]
+
+
+async def test_cross_node_peer_events_are_replayed_after_a_drop(recovery_cluster):
+    """The browser on n1, the peer on n2: what the peer sends during the gap crosses Redis to n1, is kept for
+    the suspended socket and replayed."""
+    n1, n2 = recovery_cluster[0], recovery_cluster[1]
+    room = unique("csr-x")
+    alice = await peer(n2, "alice")
+    await alice.emit("join_room", {"roomName": room, "personName": "alice"})
+    await alice.expect("user_joined")
+    browser = await asyncio.to_thread(Browser, "csr-x")
+    try:
+        first = await open_official_client(browser, n1, room, 1500)
+        await alice.expect("user_joined")
+        await asyncio.to_thread(browser.js, "rec.socket.io.engine.transport.ws.close()")
+        await wait_for(lambda: browser.js("return !rec.socket.connected"), TIMEOUT, "browser disconnected")
+        for i in range(K):
+            await alice.emit("message", {"roomName": room, "content": f"gap-{i}"})
+        state = await wait_for(lambda: (s := browser_state(browser))["connects"][1:] and s, TIMEOUT,
+                               "browser reconnected", browser.console_text)
+        assert state["connects"][1] == {"id": first["id"], "recovered": True}
+        await wait_for(lambda: len([e for e in browser_state(browser)["events"] if e[0] == "message"]) >= K,
+                       TIMEOUT, "browser got the gap's messages")
+        await asyncio.sleep(0.3)
+        got = [e[1]["content"] for e in browser_state(browser)["events"] if e[0] == "message"]
+        assert got == [f"gap-{i}" for i in range(K)]
+        await alice.fence()
+        alice.assert_none("user_left")
+    finally:
+        await asyncio.to_thread(browser.quit)
+        await alice.close()
+
+
+async def test_redis_restarted_during_the_gap_gives_a_new_session(recovery_cluster):
+    """What is guaranteed when Redis restarts while a socket is suspended: n1 may have missed cross-node events
+    to it, so the client is not told it recovered: it gets a new session (recovered false), and the peer gets
+    the old socket's user_left, once."""
+    n1, n2 = recovery_cluster[0], recovery_cluster[1]
+    room = unique("csr-redis-gap")
+    alice = await peer(n2, "alice")
+    await alice.emit("join_room", {"roomName": room, "personName": "alice"})
+    await alice.expect("user_joined")
+    browser = await asyncio.to_thread(Browser, "csr-redis")
+    try:
+        first = await open_official_client(browser, n1, room, 3000)
+        await alice.expect("user_joined")
+        await asyncio.to_thread(browser.js, "rec.socket.io.engine.transport.ws.close()")
+        await wait_for(lambda: browser.js("return !rec.socket.connected"), TIMEOUT, "browser disconnected")
+        recovery_cluster.redis.kill()
+        recovery_cluster.redis.start()
+        await recovery_cluster.wait_readyz(200)
+        state = await wait_for(lambda: (s := browser_state(browser))["connects"][1:] and s, TIMEOUT,
+                               "browser reconnected", browser.console_text)
+        again = state["connects"][1]
+        assert again["recovered"] is False and again["id"] != first["id"]
+        left = await alice.expect("user_left")
+        assert left["socketId"] == first["id"]
+        await alice.fence()
+        alice.assert_none("user_left")
+    finally:
+        await asyncio.to_thread(browser.quit)
+        await alice.close()
