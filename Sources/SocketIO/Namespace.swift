@@ -182,6 +182,7 @@ public final class LocalSockets: LocalDelivery {
                 return .ended(session)
             }
             sockets[socket.id] = NIOLoopBound(socket, eventLoop: socket.eventLoop)
+            livePids.withLock { $0[pid] = socket.id }
             return .restored(session, history: history)
         }
     }
@@ -193,6 +194,20 @@ public final class LocalSockets: LocalDelivery {
 
     func remove(_ id: SocketID) {
         sockets.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
+    /// The pids of connected recoverable sockets: a client that comes back with the pid of a socket whose drop
+    /// this node has not noticed yet takes it over (see `SocketIOConnection.restore`).
+    private let livePids = Mutex<[String: SocketID]>([:])
+
+    func connected(pid: String, socket: SocketID) { livePids.withLock { $0[pid] = socket } }
+
+    func disconnected(pid: String) { livePids.withLock { _ = $0.removeValue(forKey: pid) } }
+
+    /// The connected socket of `pid`, if it is on this node.
+    func liveSocket(pid: String) -> NIOLoopBound<Socket>? {
+        guard let id = livePids.withLock({ $0[pid] }) else { return nil }
+        return sockets.withLock { $0[id] }
     }
 
     public var count: Int { sockets.withLock { $0.count } }

@@ -160,6 +160,7 @@ public final class Socket {
         isConnected = false
         for pending in acks.values { pending.timeout?.cancel() }
         acks.removeAll()
+        if let pid = recovery?.pid { namespace.localSockets.disconnected(pid: pid) }
         if recoverable, suspend() { return }
         binding?.disconnected(self, reason: reason)
         adapter.leaveAll(id)

@@ -341,6 +341,27 @@ struct RecoveryTests {
         #expect(f.handler.ended == [a.sid!])
     }
 
+    @Test func aClientBackBeforeItsDropWasNoticedTakesItsSocketOver() throws {
+        let f = Fixture()
+        let a = f.client()
+        a.send("0")
+        let pid = try #require(a.pid)
+        f.emit(1)
+        let offset = try #require(a.lastOffset)
+        f.emit(2)  // lost with the old transport, which the server still thinks is there
+        let b = f.client()
+        b.send(Fixture.auth(pid, offset))
+        f.loop.run()
+        #expect(a.session.isClosed)
+        #expect(b.sid == a.sid)
+        #expect(b.pid == pid)
+        #expect(Self.numbers(b.events) == [2])
+        #expect(f.handler.ended.isEmpty && f.handler.disconnected.isEmpty)
+        f.emit(3)
+        #expect(Self.numbers(b.events) == [2, 3])
+        #expect(Self.numbers(a.events) == [1, 2])
+    }
+
     @Test func aClusterDisconnectEndsASuspendedSocket() throws {
         let f = Fixture()
         let a = f.client()
