@@ -52,6 +52,9 @@ package struct SignalingApplication: NamespaceHandler {
         /// check with presence), dropped on their `user_left` and on this socket's `leave_room`: a signal to one of
         /// them needs no Redis round trip.
         var verifiedPeers: Set<SocketID> = []
+        /// Rooms whose join is waiting for presence: not saved when the socket is suspended (the join is abandoned
+        /// then, and nobody heard of it).
+        var pendingJoins: Set<Room> = []
         /// Usually empty; an empty array costs no allocation on an idle socket.
         private var queue: [(operation: () -> EventLoopFuture<Void>?, bytes: Int)] = []
         private var queuedBytes = 0
@@ -178,7 +181,7 @@ package struct SignalingApplication: NamespaceHandler {
     /// What a suspended socket keeps: the name it joined each room under, `{"names": {room: name}}`. Its room
     /// memberships and presence entries stay as they are; the token is checked again on restore.
     package func recoveryState(_ socket: Socket, state member: Member) -> PacketValue? {
-        .object([("names", .object(member.names.map { ($0.key, .string($0.value)) }))])
+        .object([("names", .object(member.names.filter { !member.pendingJoins.contains($0.key) }.map { ($0.key, .string($0.value)) }))])
     }
 
     /// The transport dropped and the socket is suspended: its timer stops and its queued events are dropped,
@@ -350,6 +353,7 @@ package struct SignalingApplication: NamespaceHandler {
             throw SignalingError(.tooManyRooms, "a socket may be in at most \(configuration.maxRoomsPerSocket) rooms")
         }
         member.names[room] = name
+        member.pendingJoins.insert(room)
         let namespace = socket.namespace
         let maxMembers = configuration.maxMembersPerRoom
         let presence = self.presence
@@ -386,6 +390,7 @@ package struct SignalingApplication: NamespaceHandler {
                     // join, so nobody hears of its end); the disconnect's cleanup runs after this and no longer
                     // sees the room.
                     member.names[room] = nil
+                    socket.leave(room)  // a suspended socket keeps its rooms: not this one
                     _ = presence.leave(room: room, socket: id, on: eventLoop)
                     throw SocketGone()
                 }
@@ -406,6 +411,8 @@ package struct SignalingApplication: NamespaceHandler {
                     roster = .object(fields)
                 }
                 return roster
+            }.always { _ in
+                bound.value.1.pendingJoins.remove(room)
             }
         )
     }

@@ -212,7 +212,9 @@ package final class SocketIOConnection: EngineSessionDelegate {
             return refuseConnect(packet.nsp, "Too many connection attempts")
         }
         if namespace.recovery != nil, let pid = packet.data?["pid"]?.stringValue {
-            switch restore(namespace, pid: pid, offset: packet.data?["offset"]?.stringValue, auth: packet.data) {
+            // An offset that is there but not a string is nobody's: "" never parses, so it is unknown.
+            let offset = packet.data?["offset"].flatMap { $0 == .null ? nil : ($0.stringValue ?? "") }
+            switch restore(namespace, pid: pid, offset: offset, auth: packet.data) {
             case .restored, .refused, .waiting: return
             case .newSession: break
             }

@@ -81,6 +81,30 @@ struct SignalingRecoveryTests {
         #expect(alice.received("user_left").map { $0["socketId"]?.stringValue } == [b])
     }
 
+    @Test func aJoinInFlightWhenTheTransportDropsIsAbandonedNotSaved() throws {
+        let presence = DeferredPresenceStore()
+        let h = SignalingHarness(presence: presence, recovery: RecoveryConfiguration(window: .seconds(60)))
+        let bob = h.client()
+        let b = try #require(bob.sid)
+        let auth = try Self.recoveryAuth(bob)
+        bob.emitWithAck("join_room", #"{"roomName":"r","personName":"bob"}"#)
+        presence.answerNext()  // the count: bob is in the room's adapter registry now; presence.join waits
+        h.loop.run()
+        bob.disconnect()
+        presence.answerAll()
+        h.loop.run()
+        #expect(h.namespace.adapter.localSockets(in: ["r"]).isEmpty)
+        let bob2 = h.client(auth: auth)
+        #expect(bob2.sid == b)
+        // Not in r: it can join it (no already_in_room), and presence has one entry for it.
+        let id = bob2.emitWithAck("join_room", #"{"roomName":"r","personName":"bob"}"#)
+        presence.answerAll()
+        h.loop.run()
+        presence.answerAll()
+        h.loop.run()
+        #expect(bob2.ack(id)?["socketId"]?.stringValue == b)
+    }
+
     @Test func withJWTARecoveredSocketMustPresentAValidTokenAgain() throws {
         let h = Self.harness(configuration: try SignalingApplicationTests.jwtConfiguration())
         let alice = h.client(auth: #"{"token":"\#(SignalingApplicationTests.lobbyToken)"}"#)

@@ -194,7 +194,7 @@ struct RecoveryTests {
     }
 
     @Test(arguments: [
-        "not-an-offset", "zzzzzzzz-1", "",
+        #""not-an-offset""#, #""zzzzzzzz-1""#, #""""#, "1", "{}", #"["x-1"]"#,
     ])
     func anOffsetNotOursGivesANewSessionAndEndsTheOldOne(offset: String) throws {
         let f = Fixture()
@@ -204,7 +204,7 @@ struct RecoveryTests {
         f.emit(1)
         a.drop()
         let b = f.client()
-        b.send(Fixture.auth(pid, offset))
+        b.send(#"0{"pid":"\#(pid)","offset":\#(offset)}"#)
         #expect(b.sid != nil && b.sid != a.sid)
         #expect(b.pid != nil && b.pid != pid)
         #expect(f.handler.ended == [a.sid!])
