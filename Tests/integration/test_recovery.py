@@ -57,13 +57,13 @@ async def peer(server, name="peer", reconnection=False):
 
 
 PAGE_SETUP = """
-const [bundle, url, room] = arguments;
+const [bundle, url, room, transports] = arguments;
 const script = document.createElement('script');
 script.textContent = bundle;
 document.head.appendChild(script);
 window.rec = {events: [], connects: [], room};
 // A fixed reconnection delay: the gap during which the peer sends is at least 1.5 s.
-const socket = io(url, {transports: ['websocket'], reconnectionDelay: 1500, randomizationFactor: 0});
+const socket = io(url, {transports: transports || ['websocket'], reconnectionDelay: 1500, randomizationFactor: 0});
 window.rec.socket = socket;
 socket.on('connect', () => window.rec.connects.push({id: socket.id, recovered: socket.recovered}));
 socket.onAny((event, ...args) => window.rec.events.push([event, ...args]));
@@ -81,8 +81,18 @@ async def wait_for(predicate, timeout, what, detail=None):
     return await asyncio.to_thread(wait_until, predicate, timeout, what, 0.1, detail)
 
 
-async def test_official_client_recovers_a_dropped_transport_with_every_missed_event(recovery_server):
+DROPS = {
+    # transports, what the page does to lose its transport, and what the transport must be before
+    "websocket": (["websocket"], "rec.socket.io.engine.transport.ws.close()", "websocket"),
+    "polling": (["polling"], "rec.socket.io.engine.close()", "polling"),
+    "upgraded": (["polling", "websocket"], "rec.socket.io.engine.transport.ws.close()", "websocket"),
+}
+
+
+@pytest.mark.parametrize("drop", list(DROPS))
+async def test_official_client_recovers_a_dropped_transport_with_every_missed_event(recovery_server, drop):
     require_browser()
+    transports, drop_script, transport_name = DROPS[drop]
     room = unique("csr")
     alice = await peer(recovery_server, "alice")
     await alice.emit("join_room", {"roomName": room, "personName": "alice"})
@@ -90,11 +100,13 @@ async def test_official_client_recovers_a_dropped_transport_with_every_missed_ev
     browser = await asyncio.to_thread(Browser, "csr")
     try:
         await asyncio.to_thread(browser.driver.get, f"{recovery_server.url}/healthz")
-        await asyncio.to_thread(browser.js, PAGE_SETUP, BUNDLE.read_text(), recovery_server.url, room)
+        await asyncio.to_thread(browser.js, PAGE_SETUP, BUNDLE.read_text(), recovery_server.url, room, transports)
         state = await wait_for(lambda: (s := browser_state(browser))["roster"] and s, TIMEOUT, "browser joined",
                                browser.console_text)
         first = state["connects"][0]
         assert first["recovered"] is False
+        await wait_for(lambda: browser.js("return rec.socket.io.engine.transport.name") == transport_name, TIMEOUT,
+                       f"the {transport_name} transport")
         joined = await alice.expect("user_joined")
         assert joined["socketId"] == first["id"]
         # Something before the drop, so the client has an offset to come back with.
@@ -104,7 +116,7 @@ async def test_official_client_recovers_a_dropped_transport_with_every_missed_ev
 
         # The page kills its websocket: a transport close for both sides; the client reconnects in 1.5 s.
         dropped = time.monotonic()
-        await asyncio.to_thread(browser.js, "rec.socket.io.engine.transport.ws.close()")
+        await asyncio.to_thread(browser.js, drop_script)
         await wait_for(lambda: browser.js("return !rec.socket.connected"), TIMEOUT, "browser disconnected")
         sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
         for i in range(K):
@@ -143,7 +155,7 @@ async def test_official_client_recovers_a_dropped_transport_with_every_missed_ev
         fence = await alice.expect("message")
         assert fence["content"] == "fence"
         alice.assert_none("user_left", "user_joined")
-        print(f"\n[recovery] transport drop → recovered: {recovered_after * 1000:.0f} ms "
+        print(f"\n[recovery, {drop}] transport drop → recovered: {recovered_after * 1000:.0f} ms "
               f"(client reconnection delay 1500 ms); {K + 1} missed events replayed")
     finally:
         await asyncio.to_thread(browser.quit)
