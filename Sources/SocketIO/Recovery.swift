@@ -103,7 +103,21 @@ public struct RecoveryLog: Sendable {
         return n
     }
 
-    /// Stamps an EVENT's frames with the next offset and keeps them in the history (trimmed to its bounds).
+    /// The number of the next event when the client last answered a ping.
+    private var nextAtLastPong: UInt64 = 1
+
+    /// The client answered a ping. The events stamped before its previous answer were written before this
+    /// ping (a ping goes out a ping interval after the previous answer), and a transport delivers in order, so
+    /// the client has them: they leave the history. An idle socket keeps none for long.
+    mutating func pongReceived() {
+        let delivered = nextAtLastPong
+        nextAtLastPong = next
+        while let first = history.first, first.offset < delivered {
+            historyBytes -= Self.size(of: history.removeFirst().frames)
+        }
+    }
+
+        /// Stamps an EVENT's frames with the next offset and keeps them in the history (trimmed to its bounds).
     mutating func stamp(_ frames: [EngineFrame], historyEvents: Int, historyBytes limit: Int) -> [EngineFrame] {
         let n = next
         next += 1

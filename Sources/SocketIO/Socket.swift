@@ -167,7 +167,12 @@ public final class Socket {
         namespace.localSockets.remove(id)
     }
 
-    /// Suspends the socket: it stays in its rooms, and its events are kept by the recovery store until its
+    /// The client answered a ping: the events stamped before its previous answer are surely delivered.
+    func pongReceived() {
+        recovery?.pongReceived()
+    }
+
+        /// Suspends the socket: it stays in its rooms, and its events are kept by the recovery store until its
     /// client comes back or the window closes.
     private func suspend() -> Bool {
         guard let log = recovery, let configuration = namespace.recovery, let binding,

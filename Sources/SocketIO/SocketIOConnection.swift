@@ -165,7 +165,11 @@ package final class SocketIOConnection: EngineSessionDelegate {
         for socket in sockets.all { socket.closed(reason: reason.rawValue, recoverable: recoverable) }
     }
 
-    private func protocolError(_ reason: String) {
+    package func engineSessionDidReceivePong(_ session: EngineSession) {
+        for socket in sockets.all { socket.pongReceived() }
+    }
+
+        private func protocolError(_ reason: String) {
         logger.debug("closing session on a protocol error", metadata: ["error": "\(reason)"])
         session?.close(reason: .parseError)
     }

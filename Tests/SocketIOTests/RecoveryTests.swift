@@ -326,6 +326,37 @@ struct RecoveryTests {
         #expect(c.sid == a.sid)
     }
 
+    @Test func eventsTheClientSurelyHasLeaveTheHistoryAtItsPongs() throws {
+        let f = Fixture()
+        let a = f.client()
+        a.send("0")
+        let pid = try #require(a.pid)
+        f.emit(1)
+        let first = try #require(a.lastOffset)
+        f.emit(2)
+        func pong() {
+            f.loop.advanceTime(by: .seconds(25))  // the ping
+            a.session.webSocketFrame(textFrame("3"), from: a.ws)
+        }
+        pong()
+        f.emit(3)
+        pong()  // 1 and 2 were written before this ping: delivered
+        a.drop()
+        let b = f.client()
+        b.send(Fixture.auth(pid, first))  // the client cannot be there: unknown
+        #expect(b.sid != a.sid)
+
+        let c = f.client()
+        c.send("0")
+        let pid2 = try #require(c.pid)
+        f.emit(4)
+        let seen = try #require(c.lastOffset)
+        c.drop()
+        let d = f.client()
+        d.send(Fixture.auth(pid2, seen))
+        #expect(d.sid == c.sid)
+    }
+
     @Test func aClusterGapDuringTheSuspensionGivesANewSession() throws {
         let f = Fixture()
         let a = f.client()
