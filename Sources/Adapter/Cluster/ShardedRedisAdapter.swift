@@ -78,6 +78,9 @@ public final class ShardedRedisAdapter: Adapter {
 
     public var isReady: Bool { cluster.isReady }
 
+    /// Counts lost master connections: traffic may have been missed at each (see ``Adapter/continuity``).
+    public var continuity: UInt64 { tallies.connectionLosses.load(ordering: .relaxed) }
+
     public var localRoomCount: Int { registry.withLock { $0.allRooms.count } }
 
     // MARK: membership
