@@ -134,6 +134,7 @@ public final class RedisAdapter: ClusterRequestAnswering {
             if reconnect { metrics.reconnects.increment() }
             logger.info(reconnect ? "redis reconnected" : "redis connected", metadata: ["redis.role": "\(role)"])
         case .disconnected:
+            metrics.connectionLosses.add(1, ordering: .relaxed)
             logger.warning("redis connection lost", metadata: ["redis.role": "\(role)"])
         case .connectFailed(let failures, let retryIn):
             // Retries come every 50-100 ms while Redis is down: the first failure, then one line in a hundred.
@@ -186,6 +187,9 @@ public final class RedisAdapter: ClusterRequestAnswering {
         for publisher in publishers where publisher.eventLoop.inEventLoop { return publisher }
         return publishers[0]
     }
+
+    /// Counts the subscriber's and publisher's lost connections: traffic may have been missed at each.
+    public var continuity: UInt64 { metrics.connectionLosses.load(ordering: .relaxed) }
 
 
     public var statistics: RedisAdapterStatistics {

@@ -34,6 +34,8 @@ public final class RedisAdapterMetrics: Sendable {
     let requests: Tally
     let malformed: Tally
     let reconnects: Tally
+    /// Redis connections of the adapter lost so far (not a metric: ``RedisAdapter/continuity``).
+    let connectionLosses = Atomic<UInt64>(0)
     /// Drops since the adapter last logged about them (the log says how many were lost; not a metric).
     let droppedSinceLog = Atomic<Int>(0)
     /// The prefix every name starts with (the cluster client names its own counters with it).

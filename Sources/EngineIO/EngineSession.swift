@@ -211,6 +211,7 @@ public final class EngineSession {
             pongTimer?.cancel()
             pongTimer = nil
             armPingTimer(at: deadline)
+            delegate?.engineSessionDidReceivePong(self)
         case .writePing(let ws, let deadline):
             ws.connection.write([.ping])
             armPongTimer(at: deadline)

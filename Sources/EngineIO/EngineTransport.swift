@@ -25,4 +25,10 @@ public protocol EngineSessionDelegate: AnyObject {
     func engineSession(_ session: EngineSession, didReceiveBinary payload: ByteBuffer)
     /// The session is closed; nothing more will be delivered or sent.
     func engineSession(_ session: EngineSession, didCloseWithReason reason: EngineSession.CloseReason)
+    /// The client answered a ping: it has received everything the session wrote before that ping.
+    func engineSessionDidReceivePong(_ session: EngineSession)
+}
+
+extension EngineSessionDelegate {
+    public func engineSessionDidReceivePong(_ session: EngineSession) {}
 }

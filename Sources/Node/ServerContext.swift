@@ -36,7 +36,7 @@ struct NodeEndpoints: HTTPRoutes {
     /// Whether the adapter and presence serve the cluster; `/readyz` also reports not-ready while draining.
     let adapterReady: @Sendable () -> Bool
     /// Lines after the verdict in `/readyz`'s body: the state of each Redis connection or shard, presence.
-    let readinessDetails: @Sendable () -> [String]
+    var readinessDetails: @Sendable () -> [String] = { [] }
     let metricsText: @Sendable () -> String?
 
     func isReady(_ server: HTTPServerContext) -> Bool { !server.draining.load(ordering: .relaxed) && adapterReady() }

@@ -22,6 +22,8 @@ public struct ServerConfiguration: Sendable {
     /// Limits of the Socket.IO layer (binary packets, acks, failed CONNECTs). Its event rate and the attachment
     /// bytes are taken from `signaling` and `engine` when the server starts.
     public var socketIO = SocketIOLimits()
+    /// Connection state recovery (a client whose transport dropped comes back with the same socket); nil = off.
+    public var recovery: RecoveryConfiguration? = nil
     /// The metrics backend's text for `/metrics` (Prometheus); nil serves 404.
     public var metricsText: (@Sendable () -> String)? = nil
     /// A listener of its own for `/metrics` (host, port); the main listener then answers 404 there.
@@ -64,6 +66,7 @@ public final class SignalServer: Sendable {
             handler: SignalingApplication(configuration: configuration.signaling, presence: presence),
             logger: logger,
             metrics: metrics.socketIO,
+            recovery: configuration.recovery,
             makeAdapter: makeAdapter
         )
         self.namespace = namespace
@@ -103,6 +106,10 @@ public final class SignalServer: Sendable {
                 // The gauges are read when scraped; every metric is then rendered by the backend.
                 metrics.rooms.record(adapter.localRoomCount)
                 metrics.sessions.record(engineForMetrics.sessionCount)
+                if let store = namespace.recoveryStore {
+                    metrics.recoverySuspended.record(store.count)
+                    metrics.recoveryBytes.record(store.bytes)
+                }
                 return metricsText()
             }
         )

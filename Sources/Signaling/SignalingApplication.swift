@@ -52,6 +52,9 @@ package struct SignalingApplication: NamespaceHandler {
         /// check with presence), dropped on their `user_left` and on this socket's `leave_room`: a signal to one of
         /// them needs no Redis round trip.
         var verifiedPeers: Set<SocketID> = []
+        /// Rooms whose join is waiting for presence: not saved when the socket is suspended (the join is abandoned
+        /// then, and nobody heard of it).
+        var pendingJoins: Set<Room> = []
         /// Usually empty; an empty array costs no allocation on an idle socket.
         private var queue: [(operation: () -> EventLoopFuture<Void>?, bytes: Int)] = []
         private var queuedBytes = 0
@@ -127,11 +130,12 @@ package struct SignalingApplication: NamespaceHandler {
     }
 
     package func socketConnected(_ socket: Socket, state member: Member) {
-        socket.logger.debug("connected")
+        socket.logger.debug(socket.recovered ? "recovered" : "connected")
         if let expiry = member.tokenExpiry {
             member.expiryTimer = Self.disconnect(socket, in: expiry + (configuration.jwt?.leeway ?? 0) - configuration.now())
         }
-        if !configuration.iceServers.isEmpty {
+        // A recovered client has its ICE servers from before (and the events it missed); it hears nothing new.
+        if !configuration.iceServers.isEmpty, !socket.recovered {
             socket.emit("ice_servers", [iceServers(for: socket.id, notAfter: member.tokenExpiry)])
         }
     }
@@ -168,6 +172,51 @@ package struct SignalingApplication: NamespaceHandler {
                 for entry in entries.compactMap({ $0 }) {
                     namespace.emit("user_left", [Self.peer(entry)], to: [entry.room], except: [id])
                 }
+            }
+        }
+    }
+
+    // MARK: connection state recovery
+
+    /// What a suspended socket keeps: the name it joined each room under, `{"names": {room: name}}`. Its room
+    /// memberships and presence entries stay as they are; the token is checked again on restore.
+    package func recoveryState(_ socket: Socket, state member: Member) -> PacketValue? {
+        .object([("names", .object(member.names.filter { !member.pendingJoins.contains($0.key) }.map { ($0.key, .string($0.value)) }))])
+    }
+
+    /// The transport dropped and the socket is suspended: its timer stops and its queued events are dropped,
+    /// but nobody hears of it (no `user_left`): presence keeps its entries, the rooms keep it.
+    package func socketSuspended(_ socket: Socket, state member: Member) {
+        socket.logger.debug("suspended")
+        member.expiryTimer?.cancel()
+        member.close { nil }
+    }
+
+    /// Restores a suspended socket: the token (when JWT is on) is checked as for a connect, and must still allow
+    /// every room the socket is in.
+    package func socketWillRecover(_ socket: Socket, auth: PacketValue?, saved: PacketValue) throws(ConnectRefusal) -> Member {
+        let member = try socketWillConnect(socket, auth: auth)
+        guard case .object(let names)? = saved["names"] else { throw ConnectRefusal("invalid saved session") }
+        for (room, name) in names {
+            guard let name = name.stringValue else { throw ConnectRefusal("invalid saved session") }
+            if let allowed = member.allowedRooms, !allowed.contains(room) {
+                socket.namespace.metrics.error("unauthorized")
+                throw ConnectRefusal("Authentication error: your token does not allow room \(room)")
+            }
+            member.names[room] = name
+        }
+        return member
+    }
+
+    /// A suspended socket that did not come back: what a disconnect does, once (presence removes each entry
+    /// once, and only the node that held the socket runs this).
+    package func suspendedSocketEnded(_ socket: SocketID, saved: PacketValue, namespace: Namespace, eventLoop: any EventLoop) {
+        guard case .object(let names)? = saved["names"] else { return }
+        let presence = self.presence
+        let leaves = names.map { presence.leave(room: $0.key, socket: socket, on: eventLoop) }
+        EventLoopFuture.whenAllSucceed(leaves, on: eventLoop).whenSuccess { entries in
+            for entry in entries.compactMap({ $0 }) {
+                namespace.emit("user_left", [Self.peer(entry)], to: [entry.room], except: [socket])
             }
         }
     }
@@ -304,6 +353,7 @@ package struct SignalingApplication: NamespaceHandler {
             throw SignalingError(.tooManyRooms, "a socket may be in at most \(configuration.maxRoomsPerSocket) rooms")
         }
         member.names[room] = name
+        member.pendingJoins.insert(room)
         let namespace = socket.namespace
         let maxMembers = configuration.maxMembersPerRoom
         let presence = self.presence
@@ -340,6 +390,7 @@ package struct SignalingApplication: NamespaceHandler {
                     // join, so nobody hears of its end); the disconnect's cleanup runs after this and no longer
                     // sees the room.
                     member.names[room] = nil
+                    socket.leave(room)  // a suspended socket keeps its rooms: not this one
                     _ = presence.leave(room: room, socket: id, on: eventLoop)
                     throw SocketGone()
                 }
@@ -360,6 +411,8 @@ package struct SignalingApplication: NamespaceHandler {
                     roster = .object(fields)
                 }
                 return roster
+            }.always { _ in
+                bound.value.1.pendingJoins.remove(room)
             }
         )
     }

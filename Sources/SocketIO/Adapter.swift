@@ -98,6 +98,11 @@ public protocol Adapter: AnyObject, Sendable {
 
     /// Rooms with local members (socket-id rooms included).
     var localRoomCount: Int { get }
+
+    /// Changes whenever this node may have missed cluster traffic (a Redis connection dropped). Connection state
+    /// recovery restores a socket only when it has not changed during the socket's suspension: a replay with a
+    /// hole in it is not presented as complete.
+    var continuity: UInt64 { get }
 }
 
 extension Adapter {
@@ -105,4 +110,5 @@ extension Adapter {
     public func start() async throws {}
     public func shutdown() async {}
     public var isReady: Bool { true }
+    public var continuity: UInt64 { 0 }
 }

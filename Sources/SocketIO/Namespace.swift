@@ -27,6 +27,21 @@ public protocol NamespaceHandler: Sendable {
     var filteredEvents: Set<String> { get }
     /// Whether a broadcast of one of ``filteredEvents`` goes to this socket. Called on the socket's loop.
     func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket, state: SocketState) -> Bool
+
+    // Connection state recovery (see ``RecoveryConfiguration``); the defaults make a handler not recoverable.
+
+    /// The state to keep for a socket whose transport dropped, so that it can be restored; nil ends it as usual
+    /// (``socketDisconnected(_:state:reason:)``).
+    func recoveryState(_ socket: Socket, state: SocketState) -> PacketValue?
+    /// The socket's transport dropped and it is suspended, its state saved: this socket object is done (timers
+    /// may stop), but for everyone else it is still there, in its rooms; peers must hear nothing of it.
+    func socketSuspended(_ socket: Socket, state: SocketState)
+    /// A client asks to restore a suspended socket: check `auth` as for a connect, and return the socket's state
+    /// rebuilt from `saved`, or throw the refusal. `socket.recovered` is true.
+    func socketWillRecover(_ socket: Socket, auth: PacketValue?, saved: PacketValue) throws(ConnectRefusal) -> SocketState
+    /// A suspended socket's window closed, or its client came back but it could not be restored: it is gone for
+    /// good, and the handler does what it does on a disconnect. Called once per suspension, on `eventLoop`.
+    func suspendedSocketEnded(_ socket: SocketID, saved: PacketValue, namespace: Namespace, eventLoop: any EventLoop)
 }
 
 extension NamespaceHandler {
@@ -34,6 +49,12 @@ extension NamespaceHandler {
     public func socketDisconnected(_ socket: Socket, state: SocketState, reason: String) {}
     public var filteredEvents: Set<String> { [] }
     public func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket, state: SocketState) -> Bool { true }
+    public func recoveryState(_ socket: Socket, state: SocketState) -> PacketValue? { nil }
+    public func socketSuspended(_ socket: Socket, state: SocketState) {}
+    public func socketWillRecover(_ socket: Socket, auth: PacketValue?, saved: PacketValue) throws(ConnectRefusal) -> SocketState {
+        try socketWillConnect(socket, auth: auth)
+    }
+    public func suspendedSocketEnded(_ socket: SocketID, saved: PacketValue, namespace: Namespace, eventLoop: any EventLoop) {}
 }
 
 extension NamespaceHandler where SocketState == Void {
@@ -57,6 +78,8 @@ protocol SocketHandlerBinding: AnyObject {
     func received(_ socket: Socket, event: String, arguments: [PacketValue], ack: Ack?)
     func disconnected(_ socket: Socket, reason: String)
     func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket) -> Bool
+    func recoveryState(_ socket: Socket) -> PacketValue?
+    func suspended(_ socket: Socket)
 }
 
 /// The handler of a namespace, shared by the bindings of all its sockets (one reference each, not a copy).
@@ -70,6 +93,12 @@ final class SharedHandler<Handler: NamespaceHandler>: Sendable {
     /// Asks the handler to accept `socket`; on success the socket is bound to it with its state.
     func bind(_ socket: Socket, auth: PacketValue?) throws(ConnectRefusal) {
         let state = try handler.socketWillConnect(socket, auth: auth)
+        socket.binding = Binding(shared: self, state: state)
+    }
+
+    /// Asks the handler to restore `socket` from its saved state; on success the socket is bound to it.
+    func bindRecovered(_ socket: Socket, auth: PacketValue?, saved: PacketValue) throws(ConnectRefusal) {
+        let state = try handler.socketWillRecover(socket, auth: auth, saved: saved)
         socket.binding = Binding(shared: self, state: state)
     }
 
@@ -95,6 +124,10 @@ final class SharedHandler<Handler: NamespaceHandler>: Sendable {
         func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket) -> Bool {
             shared.handler.shouldDeliver(packet, to: socket, state: state)
         }
+
+        func recoveryState(_ socket: Socket) -> PacketValue? { shared.handler.recoveryState(socket, state: state) }
+
+        func suspended(_ socket: Socket) { shared.handler.socketSuspended(socket, state: state) }
     }
 }
 
@@ -104,10 +137,54 @@ public final class LocalSockets: LocalDelivery {
     private let sockets = Mutex<[SocketID: NIOLoopBound<Socket>]>([:])
     let metrics: SocketIOMetrics
     let filteredEvents: Set<String>
+    /// Suspended sockets, when the namespace recovers connection state. Called under `sockets`' lock.
+    let store: (any RecoveryStore)?
+    /// Ends a suspended socket (the namespace's `endSuspended`), set once by the namespace.
+    let endSuspended = Mutex<(@Sendable (SuspendedSession) -> Void)?>(nil)
 
-    init(metrics: SocketIOMetrics, filteredEvents: Set<String>) {
+    init(metrics: SocketIOMetrics, filteredEvents: Set<String>, store: (any RecoveryStore)? = nil) {
         self.metrics = metrics
         self.filteredEvents = filteredEvents
+        self.store = store
+    }
+
+    /// Takes `socket` out and keeps `session` for it in the store, in one step with respect to deliveries:
+    /// from now on its events go to the store. False when the store is full (nothing changed).
+    func suspend(_ socket: Socket, session: SuspendedSession) -> Bool {
+        guard let store else { return false }
+        return sockets.withLock { sockets in
+            guard store.suspend(session) else { return false }
+            sockets[socket.id] = nil
+            return true
+        }
+    }
+
+    enum Restore {
+        /// Restored: `socket` receives from now on; send it `history` (stamped already) then `session.missed`.
+        case restored(SuspendedSession, history: [[EngineFrame]])
+        /// Taken from the store, but not restorable (lost events, an unknown offset): it has ended.
+        case ended(SuspendedSession)
+        /// No such session (unknown pid, expired, restored already).
+        case unknown
+    }
+
+    /// Takes the suspended session `pid` and puts `socket` (same id) in its place, in one step with respect to
+    /// deliveries: an event is either among the session's missed events or delivered to `socket`, once.
+    func restore(pid: String, offset: String?, socket: Socket, continuity: () -> UInt64) -> Restore {
+        guard let store else { return .unknown }
+        return sockets.withLock { sockets in
+            guard let session = store.take(pid: pid) else { return .unknown }
+            // Not restorable: its events passed a bound, the adapter may have missed cluster traffic meanwhile
+            // (Redis restarted), or the client's offset is not one we can continue from.
+            guard session.socket == socket.id, !session.lost, session.continuity == continuity(),
+                let history = session.log.events(after: offset)
+            else {
+                return .ended(session)
+            }
+            sockets[socket.id] = NIOLoopBound(socket, eventLoop: socket.eventLoop)
+            livePids.withLock { $0[pid] = socket.id }
+            return .restored(session, history: history)
+        }
     }
 
     func add(_ socket: Socket) {
@@ -119,17 +196,31 @@ public final class LocalSockets: LocalDelivery {
         sockets.withLock { _ = $0.removeValue(forKey: id) }
     }
 
+    /// The pids of connected recoverable sockets: a client that comes back with the pid of a socket whose drop
+    /// this node has not noticed yet takes it over (see `SocketIOConnection.restore`).
+    private let livePids = Mutex<[String: SocketID]>([:])
+
+    func connected(pid: String, socket: SocketID) { livePids.withLock { $0[pid] = socket } }
+
+    func disconnected(pid: String) { livePids.withLock { _ = $0.removeValue(forKey: pid) } }
+
+    /// The connected socket of `pid`, if it is on this node.
+    func liveSocket(pid: String) -> NIOLoopBound<Socket>? {
+        guard let id = livePids.withLock({ $0[pid] }) else { return nil }
+        return sockets.withLock { $0[id] }
+    }
+
     public var count: Int { sockets.withLock { $0.count } }
 
     public func deliver(_ packet: BroadcastPacket, to ids: [SocketID]) {
         let frames = SocketIOPacket(type: .event, nsp: packet.nsp, data: .array(packet.data)).engineFrames()
         metrics.eventDelivered(packet.eventName, count: ids.count)
         if let name = packet.eventName, filteredEvents.contains(name) {
-            forEach(ids) { socket in
+            forEach(ids, missed: MissedEvent(packet: packet, frames: frames)) { socket in
                 if socket.binding?.shouldDeliver(packet, to: socket) ?? true { socket.sendFrames(frames) }
             }
         } else {
-            deliver(frames, to: ids)
+            forEach(ids, missed: MissedEvent(packet: nil, frames: frames)) { $0.sendFrames(frames) }
         }
     }
 
@@ -145,6 +236,13 @@ public final class LocalSockets: LocalDelivery {
     }
 
     public func disconnect(_ ids: [SocketID], close: Bool) {
+        // A suspended socket ends too: its client must not come back to it after being disconnected.
+        if let store {
+            let ended = sockets.withLock { sockets in ids.filter { sockets[$0] == nil }.compactMap { store.take(socket: $0) } }
+            if !ended.isEmpty, let end = endSuspended.withLock({ $0 }) {
+                for session in ended { session.eventLoop.execute { end(session) } }
+            }
+        }
         forEach(ids) { socket in
             if close {
                 socket.closeSession()
@@ -159,12 +257,16 @@ public final class LocalSockets: LocalDelivery {
     }
 
     /// Runs `body` for each listed local socket on its own event loop: one task per loop, however many
-    /// recipients it has, inline for the loop we are on.
-    private func forEach(_ ids: [SocketID], _ body: @escaping @Sendable (Socket) -> Void) {
+    /// recipients it has, inline for the loop we are on. `missed` is kept for the listed sockets that are
+    /// suspended.
+    private func forEach(_ ids: [SocketID], missed: MissedEvent? = nil, _ body: @escaping @Sendable (Socket) -> Void) {
         var groups: [(any EventLoop, [NIOLoopBound<Socket>])] = []
         sockets.withLock { sockets in
             for id in ids {
-                guard let bound = sockets[id] else { continue }
+                guard let bound = sockets[id] else {
+                    if let missed, let store { _ = store.append(missed, to: id) }
+                    continue
+                }
                 if let index = groups.firstIndex(where: { $0.0 === bound.eventLoop }) {
                     groups[index].1.append(bound)
                 } else {
@@ -191,6 +293,14 @@ public final class Namespace: Sendable {
     public let localSockets: LocalSockets
     /// Asks the handler to accept a socket and binds the socket to it (see ``SocketHandlerBinding``).
     let bind: @Sendable (Socket, PacketValue?) throws(ConnectRefusal) -> Void
+    /// Asks the handler to restore a socket from its saved state and binds the socket to it.
+    let bindRecovered: @Sendable (Socket, PacketValue?, PacketValue) throws(ConnectRefusal) -> Void
+    /// Tells the handler a suspended socket has ended.
+    let endHandler: @Sendable (SocketID, PacketValue, Namespace, any EventLoop) -> Void
+    /// Connection state recovery, when on.
+    public let recovery: RecoveryConfiguration?
+    /// Where suspended sockets are kept, when recovery is on.
+    public var recoveryStore: (any RecoveryStore)? { localSockets.store }
     let logger: Logger
     public let metrics: SocketIOMetrics
 
@@ -199,16 +309,40 @@ public final class Namespace: Sendable {
         handler: Handler,
         logger: Logger,
         metrics: SocketIOMetrics,
+        recovery: RecoveryConfiguration? = nil,
         makeAdapter: (String, any LocalDelivery) -> any Adapter
     ) {
         self.name = name
         let shared = SharedHandler(handler)
         self.bind = { socket, auth throws(ConnectRefusal) in try shared.bind(socket, auth: auth) }
+        self.bindRecovered = { socket, auth, saved throws(ConnectRefusal) in
+            try shared.bindRecovered(socket, auth: auth, saved: saved)
+        }
         self.logger = logger
         self.metrics = metrics
-        let localSockets = LocalSockets(metrics: metrics, filteredEvents: handler.filteredEvents)
+        let recovery = recovery.flatMap { $0.window > .zero ? $0 : nil }
+        self.recovery = recovery
+        let localSockets = LocalSockets(
+            metrics: metrics,
+            filteredEvents: handler.filteredEvents,
+            store: recovery.map { InMemoryRecoveryStore(configuration: $0) }
+        )
         self.localSockets = localSockets
         self.adapter = makeAdapter(name, localSockets)
+        self.endHandler = { socket, saved, namespace, eventLoop in
+            shared.handler.suspendedSocketEnded(socket, saved: saved, namespace: namespace, eventLoop: eventLoop)
+        }
+        localSockets.endSuspended.withLock { end in
+            end = { [weak self] session in self?.endSuspended(session, on: session.eventLoop) }
+        }
+    }
+
+    /// A suspended socket's session ended (its window closed, or it could not be restored): it leaves its
+    /// rooms, and the handler is told.
+    func endSuspended(_ session: SuspendedSession, on eventLoop: any EventLoop) {
+        adapter.leaveAll(session.socket)
+        metrics.recovery(.ended)
+        endHandler(session.socket, session.state, self, eventLoop)
     }
 
     /// Emits to every socket in `rooms` (everyone when empty) except those in `except`, cluster-wide.

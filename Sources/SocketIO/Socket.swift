@@ -41,6 +41,10 @@ public final class Socket {
     /// The namespace's handler with the application's state for this socket; set when the socket is accepted.
     var binding: (any SocketHandlerBinding)?
     public private(set) var isConnected = true
+    /// True for a socket restored from a suspended one (connection state recovery): same id, rooms and state.
+    public internal(set) var recovered = false
+    /// Its offsets and last events, when the namespace recovers connection state.
+    var recovery: RecoveryLog?
 
     /// Nil once the session is gone: the network decides the connection's lifetime, not the socket.
     private(set) weak var connection: SocketIOConnection?
@@ -52,7 +56,8 @@ public final class Socket {
         let timeout: Scheduled<Void>?
     }
 
-    init(id: SocketID, namespace: Namespace, connection: SocketIOConnection) {
+    init(id: SocketID, namespace: Namespace, connection: SocketIOConnection, recovered: Bool = false) {
+        self.recovered = recovered
         self.id = id
         self.namespace = namespace
         self.connection = connection
@@ -84,8 +89,10 @@ public final class Socket {
                 self.namespace.metrics.ackDropped()
             }
             acks[id] = PendingAck(callback: ack, timeout: timeout)
+            return sendPacket(packet)
         }
-        sendPacket(packet)
+        // Like the reference, an event that asks for an ack carries no offset (its last argument is the app's).
+        sendFrames(packet.engineFrames())
     }
 
     func sendPacket(_ packet: SocketIOPacket) {
@@ -93,9 +100,16 @@ public final class Socket {
         connection.send(packet.engineFrames())
     }
 
+    /// Sends an EVENT's frames, stamped with the next offset when the socket is recoverable.
     func sendFrames(_ frames: [EngineFrame]) {
         guard isConnected, let connection else { return }
-        connection.send(frames)
+        if recovery != nil, let configuration = namespace.recovery {
+            connection.send(
+                recovery!.stamp(frames, historyEvents: configuration.historyEvents, historyBytes: configuration.historyBytes)
+            )
+        } else {
+            connection.send(frames)
+        }
     }
 
     /// Joins `room`; does nothing once the socket is disconnected (work finishing after a disconnect must not
@@ -139,14 +153,54 @@ public final class Socket {
         binding?.received(self, event: event, arguments: arguments, ack: ackID.map { Ack(id: $0, socket: self) })
     }
 
-    func closed(reason: String) {
+    /// The socket is gone from its connection. With `recoverable` (a transport drop) and recovery on, it is
+    /// suspended instead of ended when the handler gives a state to save and the store has room.
+    func closed(reason: String, recoverable: Bool = false) {
         guard isConnected else { return }
         isConnected = false
         for pending in acks.values { pending.timeout?.cancel() }
         acks.removeAll()
+        if let pid = recovery?.pid { namespace.localSockets.disconnected(pid: pid) }
+        if recoverable, suspend() { return }
         binding?.disconnected(self, reason: reason)
         adapter.leaveAll(id)
         namespace.localSockets.remove(id)
+    }
+
+    /// The client answered a ping: the events stamped before its previous answer are surely delivered.
+    func pongReceived() {
+        recovery?.pongReceived()
+    }
+
+        /// Suspends the socket: it stays in its rooms, and its events are kept by the recovery store until its
+    /// client comes back or the window closes.
+    private func suspend() -> Bool {
+        guard let log = recovery, let configuration = namespace.recovery, let binding,
+            let state = binding.recoveryState(self)
+        else { return false }
+        let deadline = eventLoop.now + configuration.window
+        let session = SuspendedSession(
+            socket: id,
+            nsp: namespace.name,
+            rooms: Array(adapter.rooms(of: id)),
+            state: state,
+            log: log,
+            continuity: adapter.continuity,
+            eventLoop: eventLoop,
+            deadline: deadline,
+            bytes: log.historyBytes
+        )
+        let namespace = self.namespace
+        guard namespace.localSockets.suspend(self, session: session) else { return false }
+        namespace.metrics.recovery(.suspended)
+        binding.suspended(self)
+        let pid = log.pid
+        let eventLoop = self.eventLoop
+        eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            guard let session = namespace.recoveryStore?.expire(pid: pid, deadline: deadline) else { return }
+            namespace.endSuspended(session, on: eventLoop)
+        }
+        return true
     }
 }
 

@@ -32,7 +32,7 @@ public struct SocketIOLimits: Sendable {
 /// threading and lifetime rule).
 package final class SocketIOConnection: EngineSessionDelegate {
     /// Nil once the session is gone (the session holds this connection, not the reverse).
-    private weak var session: EngineSession?
+    private(set) weak var session: EngineSession?
     let eventLoop: any EventLoop
     let handshakeToken: String?
     let clientAddress: String?
@@ -95,6 +95,12 @@ package final class SocketIOConnection: EngineSessionDelegate {
         session?.close(reason: .forcedClose)
     }
 
+    /// Closes the session as a lost transport would (its sockets are suspended when recoverable): their client
+    /// came back on another session.
+    func dropTransport() {
+        session?.close(reason: .transportClose)
+    }
+
     package func engineSession(_ session: EngineSession, didReceiveText payload: ByteBuffer) {
         if pendingBinary != nil {
             return protocolError("text packet while reconstructing a binary packet")
@@ -153,10 +159,17 @@ package final class SocketIOConnection: EngineSessionDelegate {
         pendingBinary = nil
         let sockets = self.sockets
         self.sockets.removeAll()
-        for socket in sockets.all { socket.closed(reason: reason.rawValue) }
+        // Only a transport drop is one the client did not choose and may come back from (connection state
+        // recovery); a shutdown is not, as this node's suspended sockets would go with it.
+        let recoverable = reason == .transportClose || reason == .transportError || reason == .pingTimeout
+        for socket in sockets.all { socket.closed(reason: reason.rawValue, recoverable: recoverable) }
     }
 
-    private func protocolError(_ reason: String) {
+    package func engineSessionDidReceivePong(_ session: EngineSession) {
+        for socket in sockets.all { socket.pongReceived() }
+    }
+
+        private func protocolError(_ reason: String) {
         logger.debug("closing session on a protocol error", metadata: ["error": "\(reason)"])
         session?.close(reason: .parseError)
     }
@@ -202,19 +215,116 @@ package final class SocketIOConnection: EngineSessionDelegate {
             namespace.metrics.error("rate_limited")
             return refuseConnect(packet.nsp, "Too many connection attempts")
         }
+        if namespace.recovery != nil, let pid = packet.data?["pid"]?.stringValue {
+            // An offset that is there but not a string is nobody's: "" never parses, so it is unknown.
+            let offset = packet.data?["offset"].flatMap { $0 == .null ? nil : ($0.stringValue ?? "") }
+            switch restore(namespace, pid: pid, offset: offset, auth: packet.data) {
+            case .restored, .refused, .waiting: return
+            case .newSession: break
+            }
+        }
+        connectNew(namespace, nsp: packet.nsp, auth: packet.data)
+    }
+
+    /// Accepts a CONNECT as a new socket (a new id).
+    private func connectNew(_ namespace: Namespace, nsp: String, auth: PacketValue?) {
         let socket = Socket(id: IDGenerator.next(), namespace: namespace, connection: self)
         do throws(ConnectRefusal) {
-            try namespace.bind(socket, packet.data)
+            try namespace.bind(socket, auth)
         } catch {
-            return refuseConnect(packet.nsp, error.message)
+            return refuseConnect(nsp, error.message)
         }
         connectTimeout?.cancel()
         connectTimeout = nil
-        sockets[packet.nsp] = socket
+        sockets[nsp] = socket
         namespace.localSockets.add(socket)
         namespace.adapter.join(socket.id, rooms: [socket.id])
-        send(SocketIOPacket(type: .connect, nsp: packet.nsp, data: .object([("sid", .string(socket.id))])).engineFrames())
+        var answer: [(key: String, value: PacketValue)] = [("sid", .string(socket.id))]
+        if namespace.recovery != nil {
+            let log = RecoveryLog.make()
+            socket.recovery = log
+            namespace.localSockets.connected(pid: log.pid, socket: socket.id)
+            answer.append(("pid", .string(log.pid)))
+        }
+        send(SocketIOPacket(type: .connect, nsp: nsp, data: .object(answer)).engineFrames())
         socket.binding?.connected(socket)
+    }
+
+    private enum RestoreOutcome {
+        case restored, refused, newSession
+        /// The pid's socket is still connected here (its drop not noticed yet): its session is being closed as a
+        /// lost transport, and the CONNECT is handled again once it is suspended.
+        case waiting
+    }
+
+    /// A CONNECT with `{pid, offset}`: restores the suspended socket when it can be restored whole, answers the
+    /// handler's refusal (e.g. a token no longer valid; the session stays suspended), or falls back to a new
+    /// session (unknown or expired pid, lost events, an offset not ours: never a partial replay).
+    private func restore(
+        _ namespace: Namespace,
+        pid: String,
+        offset: String?,
+        auth: PacketValue?,
+        takeOver: Bool = true
+    ) -> RestoreOutcome {
+        if takeOver, let live = namespace.localSockets.liveSocket(pid: pid) {
+            // The client is back before this node saw its old transport go (a silent network loss, a polling GET
+            // that just stopped): end the old transport as lost, then restore from the suspended socket.
+            let bound = NIOLoopBound(self, eventLoop: eventLoop)
+            let ourLoop = eventLoop
+            live.eventLoop.execute {
+                let old = live.value
+                if old.connection !== bound.value { old.connection?.dropTransport() }
+                ourLoop.execute {
+                    let connection = bound.value
+                    guard connection.session != nil, connection.sockets[namespace.name] == nil else { return }
+                    switch connection.restore(namespace, pid: pid, offset: offset, auth: auth, takeOver: false) {
+                    case .restored, .refused, .waiting: return
+                    case .newSession: connection.connectNew(namespace, nsp: namespace.name, auth: auth)
+                    }
+                }
+            }
+            return .waiting
+        }
+        guard let store = namespace.recoveryStore, let saved = store.peek(pid: pid), saved.nsp == namespace.name else {
+            namespace.metrics.recovery(.refused)
+            return .newSession
+        }
+        let socket = Socket(id: saved.socket, namespace: namespace, connection: self, recovered: true)
+        do throws(ConnectRefusal) {
+            try namespace.bindRecovered(socket, auth, saved.state)
+        } catch {
+            refuseConnect(namespace.name, error.message)
+            return .refused
+        }
+        let adapter = namespace.adapter
+        switch namespace.localSockets.restore(pid: pid, offset: offset, socket: socket, continuity: { adapter.continuity }) {
+        case .unknown:
+            namespace.metrics.recovery(.refused)
+            return .newSession
+        case .ended(let session):
+            namespace.metrics.recovery(.refused)
+            namespace.endSuspended(session, on: eventLoop)
+            return .newSession
+        case .restored(let session, let history):
+            namespace.metrics.recovery(.restored)
+            connectTimeout?.cancel()
+            connectTimeout = nil
+            socket.recovery = session.log
+            sockets[namespace.name] = socket
+            namespace.adapter.join(socket.id, rooms: [socket.id] + session.rooms)
+            let answer = PacketValue.object([("sid", .string(socket.id)), ("pid", .string(pid))])
+            send(SocketIOPacket(type: .connect, nsp: namespace.name, data: answer).engineFrames())
+            // What the client missed, in order, before anything new: the events it may not have received
+            // before the drop (stamped already), then those kept while it was away.
+            for frames in history { send(frames) }
+            for event in session.missed {
+                if let packet = event.packet, !(socket.binding?.shouldDeliver(packet, to: socket) ?? true) { continue }
+                socket.sendFrames(event.frames)
+            }
+            socket.binding?.connected(socket)
+            return .restored
+        }
     }
 
     /// Answers a CONNECT with CONNECT_ERROR; a session that keeps failing is closed.

@@ -14,6 +14,13 @@ public final class SocketIOMetrics: Sendable {
     let broadcasts: Counter
     /// Server-side acks never answered (timed out, or refused beyond the per-socket bound).
     let acksDropped: Counter
+    /// Connection state recovery: sockets suspended on a transport drop, restored, ended without a restore
+    /// (window closed, or not restorable when their client came back), and restore requests refused (unknown or
+    /// expired pid, lost events, unknown offset: the client got a new session).
+    let recoverySuspended: Counter
+    let recoveryRestored: Counter
+    let recoveryEnded: Counter
+    let recoveryRefused: Counter
 
     /// `knownEvents`: the event names counted under their own label (the application's). `labelPrefix` starts
     /// every metric's name (`<prefix>_events_in_total`, …); the node's is `signal`.
@@ -29,6 +36,10 @@ public final class SocketIOMetrics: Sendable {
         self.labelPrefix = labelPrefix
         self.broadcasts = Counter(label: "\(labelPrefix)_broadcasts_total")
         self.acksDropped = Counter(label: "\(labelPrefix)_acks_dropped_total")
+        self.recoverySuspended = Counter(label: "\(labelPrefix)_recovery_suspended_total")
+        self.recoveryRestored = Counter(label: "\(labelPrefix)_recovery_restored_total")
+        self.recoveryEnded = Counter(label: "\(labelPrefix)_recovery_ended_total")
+        self.recoveryRefused = Counter(label: "\(labelPrefix)_recovery_refused_total")
     }
 
     func eventReceived(_ name: String) {
@@ -41,6 +52,17 @@ public final class SocketIOMetrics: Sendable {
     }
 
     func ackDropped() { acksDropped.increment() }
+
+    enum RecoveryOutcome { case suspended, restored, ended, refused }
+
+    func recovery(_ outcome: RecoveryOutcome) {
+        switch outcome {
+        case .suspended: recoverySuspended.increment()
+        case .restored: recoveryRestored.increment()
+        case .ended: recoveryEnded.increment()
+        case .refused: recoveryRefused.increment()
+        }
+    }
 
     /// An error answered to a client, by its code (the application's codes, and `rate_limited`).
     package func error(_ code: String) {

@@ -176,6 +176,9 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Milliseconds an Engine.IO session has to send its Socket.IO CONNECT before it is closed [SIGNAL_CONNECT_TIMEOUT].")
     var connectTimeout: Int = env("SIGNAL_CONNECT_TIMEOUT").flatMap(Int.init) ?? 10_000
 
+    @Option(help: "Connection state recovery: seconds a client whose transport dropped may come back within and get the same socket id, rooms and the events it missed; 0 = off. When on, every event to a socket carries an offset as its last argument (as with Node.js socket.io), which python-socketio hands its handlers as an extra argument [SIGNAL_RECOVERY_WINDOW].")
+    var recoveryWindow: Int = env("SIGNAL_RECOVERY_WINDOW").flatMap(Int.init) ?? 0
+
     @Option(help: "New Engine.IO sessions per second per client address (IPv6: per /64); 0 = no limit [SIGNAL_HANDSHAKE_RATE].")
     var handshakeRate: Double = env("SIGNAL_HANDSHAKE_RATE").flatMap(Double.init) ?? 20
 
@@ -253,6 +256,7 @@ struct SignalNode: AsyncParsableCommand {
         guard eventRate > 0, eventBurst >= 1 else { throw ValidationError("--event-rate must be > 0 and --event-burst >= 1") }
         guard threads >= 0 else { throw ValidationError("--threads must be >= 0") }
         guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be > 0") }
+        guard (0...86_400).contains(recoveryWindow) else { throw ValidationError("--recovery-window must be 0...86400 seconds") }
         guard handshakeRate >= 0, handshakeBurst >= 1 else {
             throw ValidationError("--handshake-rate must be >= 0 and --handshake-burst >= 1")
         }
@@ -364,6 +368,7 @@ struct SignalNode: AsyncParsableCommand {
         configuration.engine.handshakeRate = handshakeRate
         configuration.engine.handshakeBurst = handshakeBurst
         configuration.connectTimeout = .milliseconds(Int64(connectTimeout))
+        if recoveryWindow > 0 { configuration.recovery = RecoveryConfiguration(window: .seconds(Int64(recoveryWindow))) }
         configuration.connections.maxConnections = Self.fitToDescriptorLimit(maxTcpConnections, logger: logger)
         configuration.connections.maxConnectionsPerAddress = maxTcpConnectionsPerAddress
         configuration.connections.requestTimeout = .milliseconds(Int64(httpRequestTimeout))

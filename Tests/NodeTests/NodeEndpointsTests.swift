@@ -45,9 +45,18 @@ struct NodeEndpointsTests {
         server.draining.store(true, ordering: .relaxed)
         let draining = Self.get(endpoints, server, "/readyz")
         #expect(draining.status == .serviceUnavailable)
-        #expect(Self.text(draining) == "not ready\n")
+        #expect(Self.text(draining) == "not ready\ndraining\n")
         let (notReady, otherServer) = Self.make(ready: false)
         #expect(Self.get(notReady, otherServer, "/readyz").status == .serviceUnavailable)
+    }
+
+    @Test func readinessListsWhatItDependsOn() {
+        let (plain, server) = Self.make(ready: false)
+        var endpoints = plain
+        endpoints.readinessDetails = { ["redis shard 10.0.0.1:7000: 5461 slots, commands disconnected, subscriptions unused", "presence: ready"] }
+        let answer = Self.get(endpoints, server, "/readyz")
+        #expect(answer.status == .serviceUnavailable)
+        #expect(Self.text(answer) == "not ready\nredis shard 10.0.0.1:7000: 5461 slots, commands disconnected, subscriptions unused\npresence: ready\n")
     }
 
     @Test func metricsOnlyWhenServedHere() {

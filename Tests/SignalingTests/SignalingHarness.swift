@@ -67,14 +67,16 @@ final class SignalingHarness {
     init(
         configuration: SignalingConfiguration = SignalingConfiguration(),
         presence: any PresenceStore = InMemoryPresenceStore(),
-        limits: SocketIOLimits = SocketIOLimits()
+        limits: SocketIOLimits = SocketIOLimits(),
+        recovery: RecoveryConfiguration? = nil
     ) {
         self.limits = limits
         namespace = Namespace(
             name: "/",
             handler: SignalingApplication(configuration: configuration, presence: presence),
             logger: Logger(label: "test"),
-            metrics: SocketIOMetrics(knownEvents: SignalingApplication.knownEvents)
+            metrics: SocketIOMetrics(knownEvents: SignalingApplication.knownEvents),
+            recovery: recovery
         ) { InMemoryAdapter(nsp: $0, delivery: $1) }
     }
 

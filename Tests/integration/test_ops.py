@@ -427,6 +427,7 @@ async def test_json_logs():
     (["--redis-mode", "sharded"], "--redis-mode"),
     (["--turn-ttl", "0"], "--turn-ttl"),
     (["--drain-timeout", "-1"], "--drain-timeout"),
+    (["--recovery-window", "-1"], "--recovery-window"),
     (["--jwt-public-key-file", "/nonexistent/key.pem"], "--jwt-public-key-file"),
 ])
 def test_invalid_settings_stop_startup(args, message, tmp_path):

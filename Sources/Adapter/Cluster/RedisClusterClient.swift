@@ -48,8 +48,11 @@ public final class RedisClusterClient: Sendable {
         let ask: RedisAdapterMetrics.Tally
         let reconnects: RedisAdapterMetrics.Tally
         let mapChanges: RedisAdapterMetrics.Tally
+        /// The adapter's metrics, whose `connectionLosses` a lost master connection counts.
+        let adapter: RedisAdapterMetrics
 
         init(_ metrics: RedisAdapterMetrics) {
+            adapter = metrics
             let prefix = metrics.labelPrefix
             refreshes = .init("\(prefix)_redis_cluster_map_refreshes_total")
             mapChanges = .init("\(prefix)_redis_cluster_map_changes_total")
@@ -326,6 +329,7 @@ public final class RedisClusterClient: Sendable {
                 reconnect ? "redis cluster: master reconnected" : "redis cluster: master connected",
                 metadata: ["redis.shard": "\(node)", "redis.role": "\(role)"])
         case .disconnected:
+            tallies.adapter.connectionLosses.add(1, ordering: .relaxed)
             logger.warning("redis cluster: master connection lost", metadata: ["redis.shard": "\(node)", "redis.role": "\(role)"])
             refresh(reason: "lost a master")
         case .connectFailed(let failures, _):

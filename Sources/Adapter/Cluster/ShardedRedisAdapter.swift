@@ -85,6 +85,9 @@ public final class ShardedRedisAdapter: ClusterRequestAnswering {
             + states.shards.map(\.description)
     }
 
+    /// Counts lost master connections: traffic may have been missed at each (see ``Adapter/continuity``).
+    public var continuity: UInt64 { tallies.connectionLosses.load(ordering: .relaxed) }
+
 
     // MARK: membership
 

@@ -14,11 +14,16 @@ public final class SignalMetrics: Sendable {
     let rooms: Gauge
     /// Engine.IO sessions on this node.
     let sessions: Gauge
+    /// Connection state recovery: sockets suspended now, and the bytes of the events kept for them.
+    let recoverySuspended: Gauge
+    let recoveryBytes: Gauge
 
     public init() {
         self.engine = EngineMetrics(labelPrefix: "signal")
         self.socketIO = SocketIOMetrics(labelPrefix: "signal", knownEvents: SignalingApplication.knownEvents)
         self.rooms = Gauge(label: "signal_rooms")
         self.sessions = Gauge(label: "signal_sessions")
+        self.recoverySuspended = Gauge(label: "signal_recovery_suspended")
+        self.recoveryBytes = Gauge(label: "signal_recovery_bytes")
     }
 }

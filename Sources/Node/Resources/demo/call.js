@@ -148,6 +148,14 @@ class Call {
   }
 
   connected() {
+    if (this.socket.recovered && this.joined === false && this.sessionId === this.socket.id && this.room) {
+      // Connection state recovery: the same socket, still in the room; the peers saw nothing and what they sent
+      // meanwhile is replayed now. Calls, ICE servers and the membership carry on.
+      this.joined = true;
+      this.log(`recovered as ${this.socket.id}`);
+      this.changed();
+      return;
+    }
     this.serverIceServers = null; // credentials are per socket: the new one gets its own
     this.log(`connected as ${this.socket.id}${this.socket.reconnections ? " (reconnected)" : ""}`);
     // Whatever was set up before belongs to the old socket id, which the others have seen leave.

@@ -7,6 +7,8 @@
 //   socket.emit("message", {roomName, content});
 //   const answer = await socket.emitWithAck("join_room", {roomName, personName}, 5000);
 //   new SioSocket(url, {auth: () => ({token})});  // CONNECT payload (e.g. a JWT), asked for on every connection
+//   socket.recovered                              // after a reconnection: the server kept our socket (same id, rooms,
+//                                                 // missed events replayed): connection state recovery, when on
 //
 // Wire (shared/notes/protocol-facts.md §1–2): the server opens with `0{"sid",pingInterval,pingTimeout,…}`, pings
 // with `2` (we answer `3`), we CONNECT with `40` and get `40{"sid":…}`; events are `42["name",…]`, with an ack id
@@ -23,6 +25,9 @@ class SioSocket {
     this.ackTimeout = options.ackTimeout ?? 10000;
     this.auth = options.auth ?? null; // object, or function returning one: the CONNECT payload
     this.id = null; // Socket.IO socket id, null while not connected
+    this.pid = null; // connection state recovery: the private session id from the last CONNECT answer
+    this.offset = null; // and the offset of the last event received
+    this.recovered = false;
     this.connected = false;
     this.attempts = 0; // failed attempts since the last successful connection
     this.reconnections = 0; // successful connections after the first
@@ -133,7 +138,9 @@ class SioSocket {
         const open = JSON.parse(data);
         this.pingWindow = (open.pingInterval || 25000) + (open.pingTimeout || 20000);
         this.armPingTimer();
-        const auth = typeof this.auth === "function" ? this.auth() : this.auth;
+        let auth = typeof this.auth === "function" ? this.auth() : this.auth;
+        // Connection state recovery: the session id and the last offset seen, as the reference client sends them.
+        if (this.pid) auth = { pid: this.pid, offset: this.offset ?? undefined, ...(auth || {}) };
         this.send(auth ? "40" + JSON.stringify(auth) : "40");
         break;
       }
@@ -163,6 +170,9 @@ class SioSocket {
     switch (type) {
       case "0": { // CONNECT
         this.id = payload.sid;
+        // Recovered: the server kept our socket (same id, rooms) and replays what we missed after this.
+        this.recovered = Boolean(payload.pid) && payload.pid === this.pid;
+        this.pid = payload.pid || null;
         this.connected = true;
         if (this.everConnected) this.reconnections++;
         this.everConnected = true;
@@ -176,6 +186,8 @@ class SioSocket {
       case "2": { // EVENT
         if (!Array.isArray(payload) || payload.length === 0) return;
         const [name, ...args] = payload;
+        // With recovery on, an event's last argument is its offset (handlers still get it, as with the reference).
+        if (this.pid && args.length && typeof args[args.length - 1] === "string") this.offset = args[args.length - 1];
         if (ackId !== null) this.send("43" + ackId + "[]"); // the server never asks, but answer if it does
         this.dispatch(name, ...args);
         break;
