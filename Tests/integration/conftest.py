@@ -414,7 +414,9 @@ async def clients(server):
 
 
 def unique(prefix="room"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    # 20 characters of the id alphabet look like a socket id, which the server refuses as a room name.
+    return name if len(name) != 20 else name + "x"
 
 
 # --------------------------------------------------------------------------------------------

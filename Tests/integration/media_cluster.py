@@ -81,7 +81,9 @@ def require_aiortc():
 
 
 def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    # 20 characters of the id alphabet look like a socket id, which the server refuses as a room name.
+    return name if len(name) != 20 else name + "x"
 
 
 def wait_until(predicate, timeout, what, interval=0.1, detail=None):
