@@ -22,7 +22,9 @@ are local to a few nodes):
            bytes_received of the node's sockets to the shard ports, `ss -tinpH`, summed per pid) during the
            broadcast phase, against the messages of the node's own rooms (every message of a room with a local
            member reaches the node once on the room's shard channel, its own members' messages included); and
-           during a silent phase after it (the namespace channel: heartbeats, which grow with the node count).
+           during a silent phase after it; then offer/answer/ICE rounds (--per-node-signal-rate per node) between
+           two members of a room on different nodes: a signal goes to one socket id, which in dynamic mode has no
+           channel of its own and is published on the namespace channel, which every node subscribes to.
 
 The sampling points come from signal-bench's stderr: sample A when it prints "connect: ..." (all clients joined,
 before the broadcast starts), B at its first "baseline" progress line (broadcast drained, 1 s into the silent
@@ -33,6 +35,7 @@ Usage: python3 bench/scale.py [--bin-dir /tmp/bin-pub] [--experiments slots,shar
                               [--shard-nodes 4] [--shard-clients 200] [--shard-rate 400] [--duration 10]
                               [--saturate-duration 8]
                               [--grow-nodes 3,6,12,16] [--per-node 20] [--per-client-rate 1.0]
+                              [--per-node-signal-rate 2]
 Writes bench/results/scale-<experiment>-<date>.txt (the tables) and .json (every sample);
 --render FILE.json prints a saved run's table again.
 Needs: release signal-node and signal-bench in --bin-dir, redis-server/redis-cli 7+, ss (iproute2).
@@ -164,9 +167,9 @@ def node_bytes(ports):
 class Run:
     """A Redis Cluster of `shards` masters + `nodes` signal-nodes, one signal-bench run, samples A/B/C."""
 
-    def __init__(self, a, shards, nodes, clients, rate, tag, saturate=False):
+    def __init__(self, a, shards, nodes, clients, rate, tag, saturate=False, signal_rate=0):
         self.a, self.shards, self.n, self.clients, self.rate, self.tag = a, shards, nodes, clients, rate, tag
-        self.saturate = saturate
+        self.saturate, self.signal_rate = saturate, signal_rate
         self.redis = RedisCluster(shards, a.redis_port)
         self.nodes = []
 
@@ -217,7 +220,8 @@ class Run:
     def bench(self):
         out = os.path.join(tempfile.gettempdir(), f"scale-bench-{os.getpid()}.json")
         cmd = [os.path.join(self.a.bin_dir, "signal-bench"), "--label", self.tag, "--json", out,
-               "--phases", "connect,broadcast,baseline" + (",saturate" if self.saturate else ""),
+               "--phases", "connect,broadcast,baseline" + (",saturate" if self.saturate else "")
+               + (",signal,baseline" if self.signal_rate else ""), "--signal-rate", str(self.signal_rate or 1),
                "--saturate-duration", str(self.a.saturate_duration), "--clients", str(self.clients), "--room-size",
                str(self.a.room_size), "--rate", str(self.rate), "--duration", str(self.a.duration),
                "--connect-rate", "400"]
@@ -231,28 +235,42 @@ class Run:
         load0 = loadavg()
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         samples = {}
-        baseline = []
+        groups = []  # [phase, [samples at its progress lines]] in order
         for line in p.stderr:
+            m = re.match(r"\[.*\] (\w+) t=", line)
             if line.startswith("connect:"):
                 samples["A"] = self.sample()
                 print(line.rstrip(), flush=True)
-            elif "] baseline t=" in line:
-                baseline.append(self.sample())
-            elif "] broadcast t=" in line and "t=5." in line:
-                print(line.rstrip(), flush=True)
+            elif m and m.group(1) == "baseline":
+                if not groups or groups[-1][0] != "baseline":
+                    groups.append(["baseline", []])
+                groups[-1][1].append(self.sample())
+            elif m:
+                if not groups or groups[-1][0] != m.group(1):
+                    groups.append([m.group(1), []])
+                if "t=5." in line:
+                    print(line.rstrip(), flush=True)
             elif not line.startswith("["):
                 print(line.rstrip(), flush=True)
         p.wait()
         # B: 1 s into the silent phase; C: its second-to-last progress line (signal-bench closes its clients right
         # after the last one, and the leaves would race with the sample).
-        if len(baseline) >= 3:
-            samples["B"], samples["C"] = baseline[0], baseline[-2]
-        if p.returncode != 0 or not {"A", "B", "C"} <= samples.keys():
+        # E (with a signal phase): 1 s into the silent phase after it; the signal window is C..E (1 s silent
+        # before, the drain after).
+        baseline = [g[1] for g in groups if g[0] == "baseline"]
+        if baseline and len(baseline[0]) >= 3:
+            samples["B"], samples["C"] = baseline[0][0], baseline[0][-2]
+        if self.signal_rate and len(baseline) >= 2:
+            samples["E"] = baseline[1][0]
+        need = {"A", "B", "C"} | ({"E"} if self.signal_rate else set())
+        if p.returncode != 0 or not need <= samples.keys():
             raise RuntimeError(f"signal-bench failed ({p.returncode}) or samples missing: {sorted(samples)}")
         with open(out) as f:
             doc = json.load(f)
         os.unlink(out)
-        phases = {r["phase"]: r for r in doc["phases"]}
+        phases = {}
+        for r in doc["phases"]:
+            phases.setdefault(r["phase"], r)  # the first baseline
         return {"tag": self.tag, "shards": self.redis.ports,
                 "ranges": cluster_ranges(self.redis.ports[0], self.redis.ports), "nodes": [pr.pid for pr in self.nodes],
                 "clients": self.clients, "rate": self.rate, "load_before": load0, "load_after": loadavg(),
@@ -423,6 +441,32 @@ def grow_table(runs, a):
                      f"{sum(msgs_k) / n / secs:>16.1f} {min(ins):>10.0f}..{max(ins):<10.0f} "
                      f"{sum(per_msg) / n:>13.1f} {sum(idles) / n:>16.1f} {'/'.join(map(str, pubs)):>20} "
                      f"{r['load_before']:>15}")
+    sig = [r for r in runs if "E" in r["samples"]]
+    if sig:
+        lines.append("")
+        lines.append("signal phase (offer/answer/ICE to one socket id: the namespace channel, on one shard):")
+        lines.append(f"{'nodes':>5} {'signals':>7} {'lost':>5} {'signals/s':>9} {'in B/s/node min..max':>21} "
+                     f"{'in B/node per cluster signal':>28} {'SPUBLISH/shard':>20} {'nodes CPU us/signal':>19} "
+                     f"{'busiest shard us/signal':>23}")
+        for r in sig:
+            C, E = r["samples"]["C"], r["samples"]["E"]
+            sp = r["bench"]["signal"]
+            secs = sp["active_seconds"]
+            ins = [(E["nodes"].get(pid, 0) - C["nodes"].get(pid, 0)) for pid in r["nodes"]]
+            pubs = [E["shards"][i]["spublish"] - C["shards"][i]["spublish"] for i in range(len(r["shards"]))]
+            n_sig = sp["signals_relayed"]
+            B = r["samples"]["B"]
+            win, quiet = E["t"] - C["t"], C["t"] - B["t"]
+            # CPU over C..E net of the silent rate of B..C (10 ms ticks: coarse at these rates).
+            ncpu = sum(E["node_cpu"][pid] - C["node_cpu"][pid] - (C["node_cpu"][pid] - B["node_cpu"][pid]) * win / quiet
+                       for pid in r["nodes"]) * 1000 / CLK
+            busiest = max(range(len(pubs)), key=lambda i: pubs[i])
+            e, c, b = E["shards"][busiest], C["shards"][busiest], B["shards"][busiest]
+            scpu = (e["cpu_ticks"] - c["cpu_ticks"] - (c["cpu_ticks"] - b["cpu_ticks"]) * win / quiet) * 1000 / CLK
+            lines.append(f"{len(r['nodes']):>5} {n_sig:>7} {sp['lost'] + sp['errors']:>5} {n_sig / secs:>9.1f} "
+                         f"{min(ins) / secs:>10.0f}..{max(ins) / secs:<10.0f} {sum(ins) / len(ins) / max(1, n_sig):>28.1f} "
+                         f"{'/'.join(map(str, pubs)):>20} {ncpu * 1000 / max(1, n_sig):>19.0f} "
+                         f"{scpu * 1000 / max(1, n_sig):>23.0f}")
     return "\n".join(lines)
 
 
@@ -441,6 +485,8 @@ def main():
     ap.add_argument("--grow-nodes", default="3,6,12,16")
     ap.add_argument("--per-node", type=int, default=20)
     ap.add_argument("--per-client-rate", type=float, default=1.0)
+    ap.add_argument("--per-node-signal-rate", type=float, default=2.0,
+                    help="grow: offer/answer/ICE rounds per second per node (0: no signal phase)")
     ap.add_argument("--node-threads", type=int, default=1)
     ap.add_argument("--redis-port", type=int, default=17301)
     ap.add_argument("--node-port", type=int, default=17401)
@@ -471,7 +517,8 @@ def main():
         elif exp == "grow":
             for n in [int(x) for x in a.grow_nodes.split(",")]:
                 clients = n * a.per_node
-                runs.append(Run(a, 3, n, clients, clients * a.per_client_rate, f"{n}nodes").go())
+                runs.append(Run(a, 3, n, clients, clients * a.per_client_rate, f"{n}nodes",
+                                signal_rate=n * a.per_node_signal_rate).go())
             table = grow_table(runs, a)
             desc = (f"# 3 shards, {a.per_node} clients per node in rooms of {a.room_size} (mixed), "
                     f"{a.per_client_rate:g} msgs/s per client for {a.duration:g} s")
