@@ -44,6 +44,9 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Redis Cluster seed URLs, comma-separated (redis://host:7000,…): share rooms through the cluster's sharded pub/sub, wire-compatible with Node.js createShardedAdapter (redis-adapter 8.3, dynamic mode); presence keys are routed by slot [SIGNAL_REDIS_CLUSTER].")
     var redisCluster: String = env("SIGNAL_REDIS_CLUSTER") ?? ""
 
+    @Option(help: "With --redis-cluster: dynamic (a channel per room; socket ids through the namespace channel, as Node.js's default) or dynamic-private (socket ids get channels too, so a signal to one socket reaches only its node; every node must use the same mode) [SIGNAL_REDIS_CLUSTER_MODE].")
+    var redisClusterMode: String = env("SIGNAL_REDIS_CLUSTER_MODE") ?? "dynamic"
+
     @Option(help: "Redis subscription mode: pattern (PSUBSCRIBE, like Node.js nodes) or per-room [SIGNAL_REDIS_MODE].")
     var redisMode: String = env("SIGNAL_REDIS_MODE") ?? "pattern"
 
@@ -298,6 +301,9 @@ struct SignalNode: AsyncParsableCommand {
             guard redisMode == "pattern" else {
                 throw ValidationError("--redis-mode is for --redis; --redis-cluster uses the sharded adapter's dynamic mode")
             }
+            guard ["dynamic", "dynamic-private"].contains(redisClusterMode) else {
+                throw ValidationError("--redis-cluster-mode must be dynamic or dynamic-private")
+            }
             do {
                 _ = try RedisClusterConfiguration(urls: redisCluster)
             } catch {
@@ -421,7 +427,7 @@ struct SignalNode: AsyncParsableCommand {
         let server: SignalServer
         if !redisCluster.isEmpty {
             let cluster = try RedisClusterConfiguration(urls: redisCluster)
-            logger.info("cluster mode", metadata: ["redis.cluster": "\(cluster)", "redis.adapter": "sharded (dynamic)"])
+            logger.info("cluster mode", metadata: ["redis.cluster": "\(cluster)", "redis.adapter": "sharded (\(redisClusterMode))"])
             let presence = RedisPresenceStore(
                 configuration: RedisPresenceStore.Configuration(
                     redis: cluster.seeds[0],
@@ -434,12 +440,14 @@ struct SignalNode: AsyncParsableCommand {
                 logger: logger
             )
             let prefix = redisPrefix
+            let privateRoomChannels = redisClusterMode == "dynamic-private"
             server = SignalServer(configuration: configuration, group: group, logger: logger, presence: presence) { nsp, delivery in
                 ShardedRedisAdapter(
                     nsp: nsp,
                     delivery: delivery,
                     cluster: cluster,
                     prefix: prefix,
+                    privateRoomChannels: privateRoomChannels,
                     eventLoopGroup: group,
                     logger: logger,
                     metrics: RedisAdapterMetrics(labelPrefix: "signal")

@@ -133,10 +133,16 @@ struct ShardedMessageTests {
         #expect(channels.responseChannel(uid: "0123456789abcdef") == "socket.io#/#0123456789abcdef#")
         #expect(ShardedChannels(prefix: "p", nsp: "/admin").roomChannel("r") == "p#/admin#r#")
         // 20 UTF-16 units: taken for a socket id (no channel of its own), as Node's `room.length === 20`.
-        #expect(!ShardedChannels.hasOwnChannel("tq4D5Jp85FmUUOV7AAAB"))
-        #expect(ShardedChannels.hasOwnChannel("tq4D5Jp85FmUUOV7AAA"))
-        #expect(!ShardedChannels.hasOwnChannel(String(repeating: "é", count: 20)))
-        #expect(ShardedChannels.hasOwnChannel(String(repeating: "😀", count: 20)))  // 40 UTF-16 units
+        #expect(!channels.hasOwnChannel("tq4D5Jp85FmUUOV7AAAB"))
+        #expect(channels.hasOwnChannel("tq4D5Jp85FmUUOV7AAA"))
+        #expect(!channels.hasOwnChannel(String(repeating: "é", count: 20)))
+        #expect(channels.hasOwnChannel(String(repeating: "😀", count: 20)))  // 40 UTF-16 units
+        #expect(channels.publishChannel(for: BroadcastOptions(rooms: ["tq4D5Jp85FmUUOV7AAAB"])) == "socket.io#/#")
+        // dynamic-private: a socket id has its own channel, and a broadcast to it goes there.
+        let privateChannels = ShardedChannels(privateRoomChannels: true)
+        #expect(privateChannels.hasOwnChannel("tq4D5Jp85FmUUOV7AAAB"))
+        #expect(privateChannels.publishChannel(for: BroadcastOptions(rooms: ["tq4D5Jp85FmUUOV7AAAB"])) == "socket.io#/#tq4D5Jp85FmUUOV7AAAB#")
+        #expect(privateChannels.publishChannel(for: BroadcastOptions(rooms: ["a", "b"])) == "socket.io#/#")
         #expect(channels.publishChannel(for: BroadcastOptions(rooms: ["a", "b"])) == "socket.io#/#")
         #expect(channels.publishChannel(for: BroadcastOptions()) == "socket.io#/#")
     }

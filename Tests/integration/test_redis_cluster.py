@@ -776,3 +776,48 @@ async def test_readyz_names_each_shard(redis_cluster_with_replicas, nodes, sio_c
         assert time.monotonic() < deadline, f"/readyz not 200 with the promoted replica {replica}:\n{status} {text}"
         await asyncio.sleep(0.1)
     assert victim not in shards and sum(s for s, _, _ in shards.values()) == 16384, text
+
+
+def metric(node, name):
+    text = requests.get(node.url + "/metrics", timeout=2).text
+    m = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "dynamic-private"])
+async def test_signals_to_one_socket_by_cluster_mode(redis_cluster, nodes, sio_clients, mode):
+    """Where a signal to one socket goes. dynamic (Node's default): on the namespace channel, so a third node with
+    no member of the room reads every signal; dynamic-private (`--redis-cluster-mode`): on the target socket's own
+    channel, which only its node subscribes, so the third node reads none. Delivery is the same: once, exact."""
+    rc = redis_cluster
+    seeds = ",".join(f"redis://127.0.0.1:{p}" for p in rc.ports)
+    extra = ("--redis-cluster-mode", mode)
+    n1, n2, n3 = nodes("n1", seeds, *extra), nodes("n2", seeds, *extra), nodes("n3", seeds, *extra)
+    alice = await sio_clients(n1.url, "alice")
+    bob = await sio_clients(n2.url, "bob")
+    room = unique("signals")
+    await alice.join(room)
+    await bob.emit("join_room", {"roomName": room, "personName": "bob"})
+    await bob.expect("user_joined")
+    await alice.expect("user_joined")
+    own = sum((await rc.shardnumsub(f"socket.io#/#{bob.sid}#")).values())
+    assert own == (1 if mode == "dynamic-private" else 0), f"{mode}: bob's channel has {own} subscribers"
+    await asyncio.sleep(0.3)
+    before = metric(n3, "signal_redis_received_total")
+    for i in range(5):
+        offer = sdp_payload("offer", alice, bob)
+        offer["alpha"] = i
+        await alice.emit("offer", offer)
+        assert_exact(await bob.expect("offer"), offer)
+        answer = sdp_payload("answer", bob, alice)
+        await bob.emit("answer", answer)
+        assert_exact(await alice.expect("answer"), answer)
+    await asyncio.sleep(0.3)
+    bob.assert_none("offer")
+    alice.assert_none("answer")
+    read_by_n3 = metric(n3, "signal_redis_received_total") - before
+    REPORT_LINES.append(f"redis cluster {mode}: a node outside the room read {read_by_n3:.0f} of 10 signals")
+    if mode == "dynamic":
+        assert read_by_n3 >= 10, f"dynamic: n3 read {read_by_n3} of the 10 signals (they go on the namespace channel)"
+    else:
+        assert read_by_n3 == 0, f"dynamic-private: n3 read {read_by_n3} signals not meant for it"

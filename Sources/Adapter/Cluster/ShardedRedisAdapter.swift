@@ -34,6 +34,7 @@ public final class ShardedRedisAdapter: ClusterRequestAnswering {
         delivery: any LocalDelivery,
         cluster configuration: RedisClusterConfiguration,
         prefix: String = ClusterChannels.defaultPrefix,
+        privateRoomChannels: Bool = false,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
         metrics: RedisAdapterMetrics = RedisAdapterMetrics()
@@ -41,7 +42,7 @@ public final class ShardedRedisAdapter: ClusterRequestAnswering {
         self.tallies = metrics
         self.nsp = nsp
         self.uid = Self.randomUID()
-        self.channels = ShardedChannels(prefix: prefix, nsp: nsp)
+        self.channels = ShardedChannels(prefix: prefix, nsp: nsp, privateRoomChannels: privateRoomChannels)
         self.delivery = delivery
         var adapterLogger = logger
         adapterLogger[metadataKey: "adapter.uid"] = "\(uid)"
@@ -98,9 +99,9 @@ public final class ShardedRedisAdapter: ClusterRequestAnswering {
         var unsubscribe: [String] = []
         for change in changes {
             switch change {
-            case .roomCreated(let room) where ShardedChannels.hasOwnChannel(room):
+            case .roomCreated(let room) where channels.hasOwnChannel(room):
                 subscribe.append(channels.roomChannel(room))
-            case .roomDeleted(let room) where ShardedChannels.hasOwnChannel(room):
+            case .roomDeleted(let room) where channels.hasOwnChannel(room):
                 unsubscribe.append(channels.roomChannel(room))
             default:
                 break
