@@ -76,34 +76,53 @@ extension PacketValue {
 
     package static func writeJSONString(_ string: String, into buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt8(ascii: "\""))
-        var utf8 = string.utf8
-        // Fast path: most strings need no escaping at all.
-        let needsEscape = utf8.withContiguousStorageIfAvailable { bytes in
-            bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
-        }
-        if needsEscape == false {
-            buffer.writeString(string)
-        } else {
-            if needsEscape == nil { var copy = string; copy.makeContiguousUTF8(); utf8 = copy.utf8 }
-            for byte in utf8 {
-                switch byte {
-                case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
-                case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
-                case 0x0A: buffer.writeStaticString("\\n")
-                case 0x0D: buffer.writeStaticString("\\r")
-                case 0x09: buffer.writeStaticString("\\t")
-                case 0x08: buffer.writeStaticString("\\b")
-                case 0x0C: buffer.writeStaticString("\\f")
-                case 0..<0x20:
-                    buffer.writeStaticString("\\u00")
-                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                    buffer.writeInteger(hex[Int(byte >> 4)])
-                    buffer.writeInteger(hex[Int(byte & 0xF)])
-                default: buffer.writeInteger(byte)
-                }
-            }
+        let written: Void? = string.utf8.withContiguousStorageIfAvailable { writeEscaped($0, into: &buffer) }
+        if written == nil {
+            var copy = string
+            copy.makeContiguousUTF8()
+            copy.utf8.withContiguousStorageIfAvailable { writeEscaped($0, into: &buffer) }
         }
         buffer.writeInteger(UInt8(ascii: "\""))
+    }
+
+    /// The bytes of a string's JSON form between its quotes: runs that need no escaping are copied whole, so an
+    /// SDP (a `\r\n` every 60 bytes or so) costs a few copies per line, not a call per byte.
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, into buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: bytes.count + 8)
+        var runStart = 0
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else {
+                index += 1
+                continue
+            }
+            if runStart < index {
+                buffer.writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[runStart..<index])))
+            }
+            switch byte {
+            case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
+            case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
+            case 0x0A: buffer.writeStaticString("\\n")
+            case 0x0D: buffer.writeStaticString("\\r")
+            case 0x09: buffer.writeStaticString("\\t")
+            case 0x08: buffer.writeStaticString("\\b")
+            case 0x0C: buffer.writeStaticString("\\f")
+            default:
+                buffer.writeStaticString("\\u00")
+                buffer.writeInteger(hexDigit(byte >> 4))
+                buffer.writeInteger(hexDigit(byte & 0xF))
+            }
+            index += 1
+            runStart = index
+        }
+        if runStart < bytes.count {
+            buffer.writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[runStart...])))
+        }
+    }
+
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
     }
 }
 
@@ -260,7 +279,9 @@ struct JSONReader {
             if byte < 0x20 { throw fail("control character in string") }
             index += 1
         }
-        var scalars: [UInt8] = Array(bytes[start..<index])
+        var scalars: [UInt8] = []
+        scalars.reserveCapacity(min(bytes.count - start, 4096))
+        scalars.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -269,8 +290,15 @@ struct JSONReader {
             }
             if byte < 0x20 { throw fail("control character in string") }
             if byte != UInt8(ascii: "\\") {
-                scalars.append(byte)
+                // A run up to the next quote, backslash or control character, appended whole.
+                let run = index
                 index += 1
+                while index < bytes.count {
+                    let next = bytes[index]
+                    if next == UInt8(ascii: "\"") || next == UInt8(ascii: "\\") || next < 0x20 { break }
+                    index += 1
+                }
+                scalars.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<index]))
                 continue
             }
             index += 1

@@ -239,6 +239,9 @@ struct PacketValueJSONTests {
         ("\u{7F}", "\"\u{7F}\""),
         ("h\u{E9}llo \u{1F600} \u{20AC}", "\"h\u{E9}llo \u{1F600} \u{20AC}\""),
         ("\u{E9}\n\u{1F600}", "\"\u{E9}\\n\u{1F600}\""),
+        // Runs between escapes, at both ends and back to back (they are copied whole).
+        ("\"run\\\r\nrun\u{1}", "\"\\\"run\\\\\\r\\nrun\\u0001\""),
+        ("a=x\r\nb=y\r\nc", "\"a=x\\r\\nb=y\\r\\nc\""),
     ]
 
     @Test("writes strings as JSON.stringify does", arguments: stringVectors)
