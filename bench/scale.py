@@ -191,7 +191,8 @@ class Run:
                 self.nodes.append(subprocess.Popen(
                     [os.path.join(self.a.bin_dir, "signal-node"), "--host", "127.0.0.1", "--port", str(port),
                      "--redis-cluster", seeds, "--node-id", f"n{i + 1}", "--ice-event", "underscore",
-                     "--log-level", "warning", "--threads", str(self.a.node_threads), *run.EVENT_LIMITS],
+                     "--log-level", "warning", "--threads", str(self.a.node_threads),
+                     "--redis-cluster-mode", self.a.cluster_mode, *run.EVENT_LIMITS],
                     stdout=log, stderr=log))
             for i in range(self.n):
                 run.wait_http(f"http://127.0.0.1:{self.a.node_port + i}/readyz", timeout=30)
@@ -443,7 +444,9 @@ def grow_table(runs, a):
     sig = [r for r in runs if "E" in r["samples"]]
     if sig:
         lines.append("")
-        lines.append("signal phase (offer/answer/ICE to one socket id: the namespace channel, on one shard):")
+        where = ("the target socket's own channel, spread over the shards" if getattr(a, "cluster_mode", "dynamic") == "dynamic-private"
+                 else "the namespace channel, on one shard")
+        lines.append(f"signal phase (offer/answer/ICE to one socket id: {where}):")
         lines.append(f"{'nodes':>5} {'signals':>7} {'lost':>5} {'signals/s':>9} {'in B/s/node min..max':>21} "
                      f"{'in B/node per cluster signal':>28} {'SPUBLISH/shard':>20} {'nodes CPU us/signal':>19} "
                      f"{'busiest shard us/signal':>23}")
@@ -487,6 +490,8 @@ def main():
     ap.add_argument("--per-node-signal-rate", type=float, default=2.0,
                     help="grow: offer/answer/ICE rounds per second per node (0: no signal phase)")
     ap.add_argument("--node-threads", type=int, default=1)
+    ap.add_argument("--cluster-mode", default="dynamic", choices=["dynamic", "dynamic-private"],
+                    help="the nodes' --redis-cluster-mode")
     ap.add_argument("--redis-port", type=int, default=17301)
     ap.add_argument("--node-port", type=int, default=17401)
     a = ap.parse_args()
@@ -502,7 +507,7 @@ def main():
         return
     os.makedirs(run.RESULTS, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M", time.gmtime())
-    head = f"# nproc {os.cpu_count()}, load average at start {loadavg()}, node --threads {a.node_threads}"
+    head = f"# nproc {os.cpu_count()}, load average at start {loadavg()}, node --threads {a.node_threads}, --redis-cluster-mode {a.cluster_mode}"
     for exp in a.experiments.split(","):
         runs = []
         if exp == "shards":
