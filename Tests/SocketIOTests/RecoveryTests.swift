@@ -40,38 +40,7 @@ struct RecoveryTests {
         func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket, state: String) -> Bool { false }
     }
 
-    final class Client {
-        let ws = FakeWebSocket()
-        let session: EngineSession
-        init(_ namespace: Namespace, loop: EmbeddedEventLoop) {
-            session = EngineSession(sid: "s", transport: .websocket(ws), eventLoop: loop, configuration: EngineConfiguration())
-            session.delegate = SocketIOConnection(
-                session: session,
-                namespaces: ["/": namespace],
-                connectTimeout: .seconds(45),
-                logger: Logger(label: "test")
-            )
-            session.start()
-        }
-        func send(_ packet: String) { session.webSocketFrame(textFrame("4" + packet), from: ws) }
-        var sent: [String] { ws.frames.compactMap { if case .text(let b) = $0 { String(buffer: b) } else { nil } } }
-        var events: [String] { sent.filter { $0.hasPrefix("42") } }
-        /// The CONNECT answer, decoded.
-        var connect: PacketValue? {
-            guard let text = sent.first(where: { $0.hasPrefix("40") }) else { return nil }
-            return try? PacketValue.parseJSON(String(text.dropFirst(2)))
-        }
-        var sid: String? { connect?["sid"]?.stringValue }
-        var pid: String? { connect?["pid"]?.stringValue }
-        /// The last argument of the last event: the offset the official client would remember.
-        var lastOffset: String? {
-            guard let last = events.last, let value = try? PacketValue.parseJSON(String(last.dropFirst(2))),
-                case .array(let args) = value
-            else { return nil }
-            return args.last?.stringValue
-        }
-        func drop() { session.webSocketClosed(ws) }
-    }
+    typealias Client = FakeSocketIOClient
 
     /// The in-memory adapter with a continuity the test changes (what a Redis restart does to the Redis adapter).
     final class GappyAdapter: Adapter {

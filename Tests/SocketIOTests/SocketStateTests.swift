@@ -35,22 +35,7 @@ struct SocketStateTests {
         func shouldDeliver(_ packet: BroadcastPacket, to socket: Socket, state: Counter) -> Bool { state.name == "bob" }
     }
 
-    final class Client {
-        let ws = FakeWebSocket()
-        let session: EngineSession
-        init(_ namespace: Namespace, loop: EmbeddedEventLoop) {
-            session = EngineSession(sid: "s", transport: .websocket(ws), eventLoop: loop, configuration: EngineConfiguration())
-            session.delegate = SocketIOConnection(
-                session: session,
-                namespaces: ["/": namespace],
-                connectTimeout: .seconds(45),
-                logger: Logger(label: "test")
-            )
-            session.start()
-        }
-        func send(_ packet: String) { session.webSocketFrame(textFrame("4" + packet), from: ws) }
-        var sent: [String] { ws.frames.compactMap { if case .text(let b) = $0 { String(buffer: b) } else { nil } } }
-    }
+    typealias Client = FakeSocketIOClient
 
     @Test func eachSocketGetsItsOwnTypedStateBack() throws {
         let loop = EmbeddedEventLoop()
