@@ -14,9 +14,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import socketio
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as bench_run  # noqa: E402  (bench/run.py: wait_http)
 
 R = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 S = int(sys.argv[2]) if len(sys.argv) > 2 else 2
@@ -45,12 +47,7 @@ async def run(window):
                              "--handshake-rate", "0", "--address-event-rate", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
+        bench_run.wait_http(f"{url}/healthz")
         received = 0
 
         def count(*_):

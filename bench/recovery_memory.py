@@ -20,6 +20,9 @@ import urllib.request
 
 import socketio
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as bench_run  # noqa: E402  (bench/run.py: wait_http)
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 400
 E = int(sys.argv[2]) if len(sys.argv) > 2 else 50
 BIN = os.environ.get("SIGNAL_NODE_BIN", ".build/debug/signal-node")
@@ -50,12 +53,7 @@ async def measure(window):
                              "--address-event-rate", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
+        bench_run.wait_http(f"{url}/healthz")
         room = "mem"
         clients = []
         for i in range(N):

@@ -75,6 +75,19 @@ def cpu_ticks(pid):
     return int(rest[11]) + int(rest[12])  # utime, stime
 
 
+def terminate(procs, timeout):
+    """SIGTERM to each process still running, then wait for all; SIGKILL whichever outlives `timeout`."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -122,14 +135,7 @@ class RedisCluster:
             time.sleep(0.1)
 
     def stop(self):
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        terminate(self.procs, timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -199,15 +205,7 @@ class Run:
             time.sleep(1.0)
             return self.bench()
         finally:
-            for p in self.nodes:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in self.nodes:
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            terminate(self.nodes, timeout=15)
             # Every node warns that it lowered --max-tcp-connections to the descriptor limit; anything else is kept.
             bad = [f for f in sorted(os.listdir(logdir))
                    if any(line.strip() and "lowered to fit" not in line for line in open(os.path.join(logdir, f)))]
