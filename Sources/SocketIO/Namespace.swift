@@ -252,10 +252,6 @@ public final class LocalSockets: LocalDelivery {
         }
     }
 
-    func deliver(_ frames: [EngineFrame], to ids: [SocketID]) {
-        forEach(ids) { $0.sendFrames(frames) }
-    }
-
     /// Runs `body` for each listed local socket on its own event loop: one task per loop, however many
     /// recipients it has, inline for the loop we are on. `missed` is kept for the listed sockets that are
     /// suspended.
