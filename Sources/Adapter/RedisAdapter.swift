@@ -93,28 +93,16 @@ public final class RedisAdapter: ClusterRequestAnswering {
         adapterLogger[metadataKey: "adapter.uid"] = "\(uid)"
         self.logger = adapterLogger
         let logger = adapterLogger
-        var publishers: [RedisConnection] = []
-        for loop in eventLoopGroup.makeIterator() {
-            publishers.append(
-                RedisConnection(
-                    configuration: configuration.redis,
-                    eventLoopGroup: loop,
-                    logger: logger,
-                    onEvent: { event in Self.observe(event, role: "publisher", logger: logger, metrics: metrics) }
-                )
+        // A group that does not list its loops gets one publisher, on the loop it picks.
+        let loops: [any EventLoopGroup] = Array(eventLoopGroup.makeIterator())
+        self.publishers = (loops.isEmpty ? [eventLoopGroup] : loops).map { loop in
+            RedisConnection(
+                configuration: configuration.redis,
+                eventLoopGroup: loop,
+                logger: logger,
+                onEvent: { event in Self.observe(event, role: "publisher", logger: logger, metrics: metrics) }
             )
         }
-        if publishers.isEmpty {
-            publishers.append(
-                RedisConnection(
-                    configuration: configuration.redis,
-                    eventLoopGroup: eventLoopGroup,
-                    logger: logger,
-                    onEvent: { event in Self.observe(event, role: "publisher", logger: logger, metrics: metrics) }
-                )
-            )
-        }
-        self.publishers = publishers
         // The message handler needs `self`; it reaches it through a box filled right below.
         let handlerBox = WeakReference<RedisAdapter>()
         self.subscriber = RedisSubscriber(
