@@ -8,8 +8,9 @@ set -euo pipefail
 A=$1; B=$2; PAIRS=${3:-4}; SECS=${4:-8}
 RP=23591; P1=23501; P2=23502
 ulimit -n "$(ulimit -Hn)"
-flags=(--ice-event underscore --log-level warning --event-rate 1000000 --event-burst 1000000
-       --handshake-rate 0 --max-tcp-connections-per-address 0 --address-event-rate 0)
+# The limits bench/run.py turns off (every bench client comes from 127.0.0.1), read from it: one list for all.
+read -r -a limits <<< "$(python3 -c "import sys; sys.path.insert(0, '$(dirname "$0")'); import run; print(' '.join(run.EVENT_LIMITS))")"
+flags=(--ice-event underscore --log-level warning "${limits[@]}")
 one() {
     local bin=$1 out
     out=$(mktemp)

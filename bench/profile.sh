@@ -16,8 +16,9 @@ ulimit -n "$(ulimit -Hn)"
 
 redis-server --port $RP --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & REDIS=$!
 sleep 0.5
-flags=(${NODE_FLAGS:-} --redis redis://127.0.0.1:$RP --ice-event underscore --log-level warning --event-rate 1000000 --event-burst 1000000
-       --handshake-rate 0 --max-tcp-connections-per-address 0 --address-event-rate 0)
+# The limits bench/run.py turns off (every bench client comes from 127.0.0.1), read from it: one list for all.
+read -r -a limits <<< "$(python3 -c 'import sys; sys.path.insert(0, "bench"); import run; print(" ".join(run.EVENT_LIMITS))')"
+flags=(${NODE_FLAGS:-} --redis redis://127.0.0.1:$RP --ice-event underscore --log-level warning "${limits[@]}")
 "$BIN/signal-node" --host 127.0.0.1 --port $P1 --node-id p1 "${flags[@]}" >/tmp/signal-profile-n1.log 2>&1 & N1=$!
 "$BIN/signal-node" --host 127.0.0.1 --port $P2 --node-id p2 "${flags[@]}" >/tmp/signal-profile-n2.log 2>&1 & N2=$!
 trap 'kill $N1 $N2 $REDIS 2>/dev/null; wait $N1 $N2 $REDIS 2>/dev/null || true' EXIT
