@@ -21,11 +21,19 @@ public struct RedisAdapterConfiguration: Sendable {
     /// The channel prefix (`key` in the Node adapter).
     public var prefix: String
     public var mode: SubscriptionMode
+    /// Connection state recovery across nodes: broadcasts go through a log in Redis (see ``RecoveryLedger``).
+    public var ledger: RedisLedgerConfiguration?
 
-    public init(redis: RedisConfiguration, prefix: String = ClusterChannels.defaultPrefix, mode: SubscriptionMode = .pattern) {
+    public init(
+        redis: RedisConfiguration,
+        prefix: String = ClusterChannels.defaultPrefix,
+        mode: SubscriptionMode = .pattern,
+        ledger: RedisLedgerConfiguration? = nil
+    ) {
         self.redis = redis
         self.prefix = prefix
         self.mode = mode
+        self.ledger = ledger
     }
 }
 
@@ -72,6 +80,8 @@ public final class RedisAdapter: ClusterRequestAnswering {
     /// leave through its loop's connection, in order. Replies to requests leave through the subscriber loop's.
     private let publishers: [RedisConnection]
     private let subscriber: RedisSubscriber
+    /// With ``RedisAdapterConfiguration/ledger``: the log every broadcast goes through, and the records.
+    private let redisLedger: RedisLedger?
     private let logger: Logger
     private let metrics: RedisAdapterMetrics
 
@@ -112,6 +122,20 @@ public final class RedisAdapter: ClusterRequestAnswering {
             onEvent: { event in Self.observe(event, role: "subscriber", logger: logger, metrics: metrics) },
             onMessage: { channel, _, payload in handlerBox.object?.received(channel: channel, payload: payload) }
         )
+        let publishers = self.publishers
+        self.redisLedger = configuration.ledger.map { ledger in
+            RedisLedger(
+                configuration: ledger,
+                prefix: configuration.prefix,
+                nsp: nsp,
+                redis: configuration.redis,
+                eventLoopGroup: eventLoopGroup,
+                writer: { Self.publisher(of: publishers) },
+                logger: logger,
+                localSockets: { handlerBox.object?.registry.withLock { Array($0.socketIDs) } ?? [] },
+                onEntries: { entries in handlerBox.object?.read(entries) }
+            )
+        }
         handlerBox.set(self)
     }
 
@@ -152,14 +176,18 @@ public final class RedisAdapter: ClusterRequestAnswering {
         subscriber.subscribe(channels: [channels.requestChannel])
         for publisher in publishers { publisher.start() }
         subscriber.start()
+        redisLedger?.start()
     }
 
     public func shutdown() async {
+        if let redisLedger { _ = try? await redisLedger.close().get() }
         _ = try? await subscriber.close().get()
         for publisher in publishers { _ = try? await publisher.close().get() }
     }
 
-    public var isReady: Bool { subscriber.isReady && publishers.allSatisfy(\.isConnected) }
+    public var isReady: Bool {
+        subscriber.isReady && publishers.allSatisfy(\.isConnected) && (redisLedger?.isReading ?? true)
+    }
 
     public var readinessDetails: [String] {
         let connected = publishers.filter(\.isConnected).count
@@ -167,13 +195,26 @@ public final class RedisAdapter: ClusterRequestAnswering {
             "redis \(configuration.redis.sentinel.map { "sentinel:\($0.masterName)" } ?? "\(configuration.redis.host):\(configuration.redis.port)"): "
                 + "subscriber \(subscriber.isReady ? "ready" : subscriber.isConnected ? "subscribing" : "disconnected"), "
                 + "publishers \(connected)/\(publishers.count) connected"
+                + (redisLedger.map { ", recovery log \($0.isReading ? "reading" : "not reading")" } ?? "")
         ]
     }
 
     /// The publisher of the loop this runs on (the first one off the group's loops).
-    private var publisher: RedisConnection {
+    private var publisher: RedisConnection { Self.publisher(of: publishers) }
+
+    private static func publisher(of publishers: [RedisConnection]) -> RedisConnection {
         for publisher in publishers where publisher.eventLoop.inEventLoop { return publisher }
         return publishers[0]
+    }
+
+    public var ledger: (any RecoveryLedger)? { redisLedger }
+
+    public func joinMarked(_ socket: SocketID, rooms: [Room]) -> StreamOffset? {
+        let (changes, mark) = registry.withLock { registry in
+            (rooms.compactMap { registry.join(socket, room: $0) }, registry.logPosition)
+        }
+        if !changes.isEmpty { roomsChanged(changes) }
+        return redisLedger == nil ? nil : mark
     }
 
     /// Counts the subscriber's and publisher's lost connections: traffic may have been missed at each.
@@ -213,6 +254,19 @@ public final class RedisAdapter: ClusterRequestAnswering {
     // MARK: broadcast
 
     public func broadcast(_ packet: BroadcastPacket, options: BroadcastOptions) {
+        if let redisLedger, !options.flags.local {
+            // Through the log: every node, this one included, delivers it when it reads it, in the log's order.
+            var message = ByteBuffer()
+            message.reserveCapacity(128)
+            ClusterBroadcast.encode(uid: uid, packet: packet, options: options, into: &message)
+            let metrics = self.metrics
+            let logger = self.logger
+            let key = redisLedger.streamKey
+            redisLedger.append(message).whenComplete { result in
+                metrics.countPublish(result, channel: key, command: "xadd", logger: logger)
+            }
+            return
+        }
         let (recipients, targetIsLocalSocket) = registry.withLock { registry in
             let recipients = registry.recipients(of: options)
             // A signal to one socket of this node needs no other node.
@@ -238,6 +292,31 @@ public final class RedisAdapter: ClusterRequestAnswering {
     }
 
     // MARK: receiving
+
+    /// Entries read from the log (on the ledger reader's loop), in order.
+    private func read(_ entries: [(StreamOffset, ByteBuffer)]) {
+        for (id, bytes) in entries {
+            guard bytes.readableBytes > 0 else {
+                registry.withLock { $0.logPosition = id }
+                continue
+            }
+            metrics.received.increment()
+            let message: ClusterBroadcast
+            do {
+                message = try ClusterBroadcast(decoding: bytes)
+            } catch {
+                registry.withLock { $0.logPosition = id }
+                metrics.malformed.increment()
+                logger.warning("malformed entry in the recovery log", metadata: ["entry": "\(id)", "error": "\(error)"])
+                continue
+            }
+            let recipients = registry.withLock { registry in
+                registry.logPosition = id
+                return message.packet.nsp == nsp ? registry.recipients(of: message.options) : []
+            }
+            if !recipients.isEmpty { delivery.deliver(message.packet, to: recipients, offset: id) }
+        }
+    }
 
     /// A message from the subscriber connection (on its event loop).
     func received(channel: String, payload: ByteBuffer) {

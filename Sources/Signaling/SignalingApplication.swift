@@ -205,7 +205,17 @@ package struct SignalingApplication: NamespaceHandler {
             }
             member.names[room] = name
         }
+        // Restored on another node than the one that held it: its presence entries become this node's.
+        for (room, name) in member.names {
+            presence.adopt(PresenceEntry(room: room, socket: socket.id, personName: name))
+        }
         return member
+    }
+
+    /// Restored on another node (recovery across nodes): this node forgets its entries, quietly.
+    package func socketTakenOver(_ socket: SocketID, saved: PacketValue, namespace: Namespace, eventLoop: any EventLoop) {
+        guard case .object(let names)? = saved["names"] else { return }
+        for (room, _) in names { presence.forget(room: room, socket: socket) }
     }
 
     /// A suspended socket that did not come back: what a disconnect does, once (presence removes each entry
@@ -413,6 +423,7 @@ package struct SignalingApplication: NamespaceHandler {
                 return roster
             }.always { _ in
                 bound.value.1.pendingJoins.remove(room)
+                bound.value.0.recoveryStateChanged()
             }
         )
     }

@@ -60,6 +60,15 @@ public protocol LocalDelivery: AnyObject, Sendable {
     /// Sends `packet` to each listed socket asking for an acknowledgement; `onAck` gets each client's answer
     /// (a cluster's broadcast with acks, e.g. `io.timeout(…).emit(…, cb)` on a Node.js node).
     func deliverWithAck(_ packet: BroadcastPacket, to sockets: [SocketID], onAck: @escaping @Sendable ([PacketValue]) -> Void)
+    /// Delivers an entry read from the namespace's ``RecoveryLedger``: `offset`, its id in the log, is the
+    /// offset every recipient gets with it.
+    func deliver(_ packet: BroadcastPacket, to sockets: [SocketID], offset: StreamOffset)
+}
+
+extension LocalDelivery {
+    public func deliver(_ packet: BroadcastPacket, to sockets: [SocketID], offset: StreamOffset) {
+        deliver(packet, to: sockets)
+    }
 }
 
 /// Room membership and fan-out for one namespace, the way socket.io-adapter defines it.
@@ -103,6 +112,13 @@ public protocol Adapter: AnyObject, Sendable {
     /// recovery restores a socket only when it has not changed during the socket's suspension: a replay with a
     /// hole in it is not presented as complete.
     var continuity: UInt64 { get }
+
+    /// The log and records that make connection state recovery work across nodes, when the adapter keeps them
+    /// (see ``RecoveryLedger``). With a ledger, broadcasts reach local sockets through the log, in its order.
+    var ledger: (any RecoveryLedger)? { get }
+    /// Joins a local socket to rooms and returns the position in the log at that moment, atomically with
+    /// respect to the deliveries of log entries (nil without a ledger).
+    func joinMarked(_ socket: SocketID, rooms: [Room]) -> StreamOffset?
 }
 
 extension Adapter {
@@ -111,4 +127,9 @@ extension Adapter {
     public func shutdown() async {}
     public var isReady: Bool { true }
     public var continuity: UInt64 { 0 }
+    public var ledger: (any RecoveryLedger)? { nil }
+    public func joinMarked(_ socket: SocketID, rooms: [Room]) -> StreamOffset? {
+        join(socket, rooms: rooms)
+        return nil
+    }
 }

@@ -42,6 +42,9 @@ public protocol NamespaceHandler: Sendable {
     /// A suspended socket's window closed, or its client came back but it could not be restored: it is gone for
     /// good, and the handler does what it does on a disconnect. Called once per suspension, on `eventLoop`.
     func suspendedSocketEnded(_ socket: SocketID, saved: PacketValue, namespace: Namespace, eventLoop: any EventLoop)
+    /// With a ledger: another node (or a new connection) restored this node's socket; it lives on there, and
+    /// this node forgets what it kept of it without telling anyone. Called on `eventLoop`.
+    func socketTakenOver(_ socket: SocketID, saved: PacketValue, namespace: Namespace, eventLoop: any EventLoop)
 }
 
 extension NamespaceHandler {
@@ -55,6 +58,7 @@ extension NamespaceHandler {
         try socketWillConnect(socket, auth: auth)
     }
     public func suspendedSocketEnded(_ socket: SocketID, saved: PacketValue, namespace: Namespace, eventLoop: any EventLoop) {}
+    public func socketTakenOver(_ socket: SocketID, saved: PacketValue, namespace: Namespace, eventLoop: any EventLoop) {}
 }
 
 extension NamespaceHandler where SocketState == Void {
@@ -196,6 +200,39 @@ public final class LocalSockets: LocalDelivery {
         sockets.withLock { _ = $0.removeValue(forKey: id) }
     }
 
+    /// Removes `socket` unless another socket with its id (a restored one) took its place.
+    func remove(_ id: SocketID, ifSocket socket: Socket) {
+        sockets.withLock { sockets in
+            guard let bound = sockets[id], bound.eventLoop === socket.eventLoop, bound.value === socket else { return }
+            sockets[id] = nil
+        }
+    }
+
+    /// With a ledger: this node's suspended sockets, each with the number of its suspension, so that the end of
+    /// a window closes the suspension it was set for and not a later one.
+    private let ledgerSuspensions = Mutex<(next: UInt64, sockets: [SocketID: UInt64])>((1, [:]))
+
+    func suspendedWithLedger(_ id: SocketID) -> UInt64 {
+        ledgerSuspensions.withLock { state in
+            let number = state.next
+            state.next += 1
+            state.sockets[id] = number
+            return number
+        }
+    }
+
+    /// Ends the suspension `number` of `id`: true when it was still on (not restored here since).
+    func endSuspension(_ id: SocketID, number: UInt64? = nil) -> Bool {
+        ledgerSuspensions.withLock { state in
+            guard let current = state.sockets[id], number == nil || current == number else { return false }
+            state.sockets[id] = nil
+            return true
+        }
+    }
+
+    /// Suspended sockets with a ledger.
+    var ledgerSuspendedCount: Int { ledgerSuspensions.withLock { $0.sockets.count } }
+
     /// The pids of connected recoverable sockets: a client that comes back with the pid of a socket whose drop
     /// this node has not noticed yet takes it over (see `SocketIOConnection.restore`).
     private let livePids = Mutex<[String: SocketID]>([:])
@@ -221,6 +258,21 @@ public final class LocalSockets: LocalDelivery {
             }
         } else {
             forEach(ids, missed: MissedEvent(packet: nil, frames: frames)) { $0.sendFrames(frames) }
+        }
+    }
+
+    public func deliver(_ packet: BroadcastPacket, to ids: [SocketID], offset: StreamOffset) {
+        let frames = RecoveryLog.appendingOffset(
+            offset.description,
+            to: SocketIOPacket(type: .event, nsp: packet.nsp, data: .array(packet.data)).engineFrames()
+        )
+        metrics.eventDelivered(packet.eventName, count: ids.count)
+        if let name = packet.eventName, filteredEvents.contains(name) {
+            forEach(ids) { socket in
+                if socket.binding?.shouldDeliver(packet, to: socket) ?? true { socket.sendLogged(frames) }
+            }
+        } else {
+            forEach(ids) { $0.sendLogged(frames) }
         }
     }
 
@@ -293,6 +345,8 @@ public final class Namespace: Sendable {
     let bindRecovered: @Sendable (Socket, PacketValue?, PacketValue) throws(ConnectRefusal) -> Void
     /// Tells the handler a suspended socket has ended.
     let endHandler: @Sendable (SocketID, PacketValue, Namespace, any EventLoop) -> Void
+    /// Tells the handler another node (or connection) took one of this node's sockets over.
+    let takenHandler: @Sendable (SocketID, PacketValue, Namespace, any EventLoop) -> Void
     /// Connection state recovery, when on.
     public let recovery: RecoveryConfiguration?
     /// Where suspended sockets are kept, when recovery is on.
@@ -328,6 +382,9 @@ public final class Namespace: Sendable {
         self.endHandler = { socket, saved, namespace, eventLoop in
             shared.handler.suspendedSocketEnded(socket, saved: saved, namespace: namespace, eventLoop: eventLoop)
         }
+        self.takenHandler = { socket, saved, namespace, eventLoop in
+            shared.handler.socketTakenOver(socket, saved: saved, namespace: namespace, eventLoop: eventLoop)
+        }
         localSockets.endSuspended.withLock { end in
             end = { [weak self] session in self?.endSuspended(session, on: session.eventLoop) }
         }
@@ -339,6 +396,40 @@ public final class Namespace: Sendable {
         adapter.leaveAll(session.socket)
         metrics.recovery(.ended)
         endHandler(session.socket, session.state, self, eventLoop)
+    }
+
+    // MARK: recovery with a ledger (across nodes)
+
+    /// Keeps `record` as a suspended socket of this node: its record expires one window from now, and this
+    /// node ends the socket then (the usual goodbyes) unless it was restored meanwhile, here or elsewhere.
+    func suspendWithLedger(_ record: RecoveryRecord, on eventLoop: any EventLoop) {
+        guard let ledger = adapter.ledger, let recovery else { return }
+        ledger.save(record, suspended: true)
+        metrics.recovery(.suspended)
+        let number = localSockets.suspendedWithLedger(record.socket)
+        eventLoop.scheduleTask(in: recovery.window) { [weak self] in
+            guard let self, self.localSockets.endSuspension(record.socket, number: number) else { return }
+            self.releaseSuspended(record, on: eventLoop)
+        }
+    }
+
+    /// Ends a suspended socket of this node if its record is still ours; one taken by another node is
+    /// forgotten here.
+    func releaseSuspended(_ record: RecoveryRecord, on eventLoop: any EventLoop) {
+        guard let ledger = adapter.ledger else { return }
+        ledger.release(socket: record.socket).hop(to: eventLoop).whenComplete { [weak self] result in
+            guard let self else { return }
+            if case .success(false) = result {
+                self.takenOver(record.socket, saved: record.state, on: eventLoop)
+            } else {
+                self.metrics.recovery(.ended)
+                self.endHandler(record.socket, record.state, self, eventLoop)
+            }
+        }
+    }
+
+    func takenOver(_ socket: SocketID, saved: PacketValue, on eventLoop: any EventLoop) {
+        takenHandler(socket, saved, self, eventLoop)
     }
 
     /// Emits to every socket in `rooms` (everyone when empty) except those in `except`, cluster-wide.

@@ -6,6 +6,9 @@ import Synchronization
 public struct RoomRegistry: Sendable {
     private var members: [Room: Set<SocketID>] = [:]
     private var roomsOfSocket: [SocketID: Set<Room>] = [:]
+    /// With a ``RecoveryLedger``: the id of the last log entry whose recipients were taken from this registry.
+    /// A join notes it (its mark) under the same lock, so entries up to it went out without the socket.
+    public var logPosition = StreamOffset(milliseconds: 0, sequence: 0)
 
     public init() {}
 
@@ -58,6 +61,9 @@ public struct RoomRegistry: Sendable {
     public var allRooms: Dictionary<Room, Set<SocketID>>.Keys { members.keys }
 
     public var socketCount: Int { roomsOfSocket.count }
+
+    /// Every local socket (each is in its own id's room at least).
+    public var socketIDs: Dictionary<SocketID, Set<Room>>.Keys { roomsOfSocket.keys }
 
     /// The local sockets that a broadcast with these options reaches, each once, in no particular order.
     public func recipients(of options: BroadcastOptions) -> [SocketID] {

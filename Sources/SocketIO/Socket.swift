@@ -43,8 +43,13 @@ public final class Socket {
     public private(set) var isConnected = true
     /// True for a socket restored from a suspended one (connection state recovery): same id, rooms and state.
     public internal(set) var recovered = false
-    /// Its offsets and last events, when the namespace recovers connection state.
+    /// Its offsets and last events, when the namespace recovers connection state on this node only.
     var recovery: RecoveryLog?
+    /// Its record, when the namespace's adapter keeps a ``RecoveryLedger`` (recovery across nodes).
+    var record: RecoveryRecord?
+    /// Set while a restored socket's missed events are read back: what arrives meanwhile waits here.
+    private var replayBuffer: [[EngineFrame]]?
+    private var recordSaveScheduled = false
 
     /// Nil once the session is gone: the network decides the connection's lifetime, not the socket.
     private(set) weak var connection: SocketIOConnection?
@@ -73,6 +78,11 @@ public final class Socket {
     /// does not answer within the connection's ack timeout, is gone, or has too many unanswered requests.
     public func emit(_ event: String, _ arguments: [PacketValue], ack: (([PacketValue]) -> Void)? = nil) {
         guard isConnected else { return }
+        if ack == nil, record != nil {
+            // Through the log like any broadcast, so that it has an offset and can be replayed on any node.
+            namespace.emit(event, arguments, to: [id])
+            return
+        }
         var packet = SocketIOPacket(type: .event, nsp: namespace.name, data: .array([.string(event)] + arguments))
         namespace.metrics.eventDelivered(event, count: 1)
         if let ack, let limits = connection?.limits {
@@ -112,14 +122,63 @@ public final class Socket {
         }
     }
 
+    /// Sends a log entry's frames (stamped with its offset already); held back while missed events are replayed.
+    func sendLogged(_ frames: [EngineFrame]) {
+        guard isConnected, let connection else { return }
+        if replayBuffer != nil {
+            replayBuffer!.append(frames)
+        } else {
+            connection.send(frames)
+        }
+    }
+
+    /// Holds what the log delivers until ``finishReplay(_:)``.
+    func startReplay() { replayBuffer = [] }
+
+    /// Sends the replayed events, then what arrived meanwhile.
+    func finishReplay(_ replayed: [[EngineFrame]]) {
+        guard let connection else { return }
+        let held = replayBuffer ?? []
+        replayBuffer = nil
+        for frames in replayed { connection.send(frames) }
+        for frames in held { connection.send(frames) }
+    }
+
     /// Joins `room`; does nothing once the socket is disconnected (work finishing after a disconnect must not
     /// put a gone socket back in a room: nothing would take it out again).
     public func join(_ room: Room) {
         guard isConnected else { return }
-        adapter.join(id, rooms: [room])
+        if record != nil {
+            if let mark = adapter.joinMarked(id, rooms: [room]) { record?.rooms[room] = mark }
+            recoveryStateChanged()
+        } else {
+            adapter.join(id, rooms: [room])
+        }
     }
 
-    public func leave(_ room: Room) { adapter.leave(id, room: room) }
+    public func leave(_ room: Room) {
+        adapter.leave(id, room: room)
+        if record?.rooms.removeValue(forKey: room) != nil { recoveryStateChanged() }
+    }
+
+    /// The application's recovery state changed (``NamespaceHandler/recoveryState(_:state:)``): with a ledger,
+    /// the socket's record is written again (once per loop tick, however many changes).
+    public func recoveryStateChanged() {
+        guard record != nil, isConnected, !recordSaveScheduled else { return }
+        recordSaveScheduled = true
+        eventLoop.assumeIsolated().execute { [self] in
+            recordSaveScheduled = false
+            saveRecord()
+        }
+    }
+
+    /// Writes the socket's record to the ledger, with the application's state now.
+    func saveRecord() {
+        guard isConnected, var record, let ledger = adapter.ledger, let state = binding?.recoveryState(self) else { return }
+        record.state = state
+        self.record = record
+        ledger.save(record, suspended: false)
+    }
     public var rooms: Set<Room> { adapter.rooms(of: id) }
 
     /// Emits to everyone in `rooms` except this socket (`socket.to(room).emit`); everyone else when `rooms` is empty
@@ -160,11 +219,42 @@ public final class Socket {
         isConnected = false
         for pending in acks.values { pending.timeout?.cancel() }
         acks.removeAll()
-        if let pid = recovery?.pid { namespace.localSockets.disconnected(pid: pid) }
+        if let pid = recovery?.pid ?? record?.pid { namespace.localSockets.disconnected(pid: pid) }
+        if let record, let ledger = adapter.ledger {
+            return closedWithLedger(record, ledger: ledger, reason: reason, recoverable: recoverable)
+        }
         if recoverable, suspend() { return }
         binding?.disconnected(self, reason: reason)
         adapter.leaveAll(id)
         namespace.localSockets.remove(id)
+    }
+
+    /// With a ledger: the socket leaves this node's rooms at once (the log keeps its events). A transport drop
+    /// suspends it (its record expires a window later, and this node ends it then unless another node or a new
+    /// connection here took it); any other end releases the record first, and the goodbyes go out only if it
+    /// was still ours: a socket another node took over lives on there, and ends here without a word.
+    private func closedWithLedger(_ record: RecoveryRecord, ledger: any RecoveryLedger, reason: String, recoverable: Bool) {
+        adapter.leaveAll(id)
+        namespace.localSockets.remove(id, ifSocket: self)
+        guard let binding else { return }
+        if recoverable, let state = binding.recoveryState(self) {
+            var record = record
+            record.state = state
+            binding.suspended(self)
+            namespace.suspendWithLedger(record, on: eventLoop)
+            return
+        }
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        let saved = binding.recoveryState(self)
+        ledger.release(socket: id).hop(to: eventLoop).whenComplete { result in
+            let socket = bound.value
+            if case .success(false) = result {
+                socket.binding?.suspended(socket)
+                socket.namespace.takenOver(socket.id, saved: saved ?? .null, on: socket.eventLoop)
+            } else {
+                socket.binding?.disconnected(socket, reason: reason)
+            }
+        }
     }
 
     /// The client answered a ping: the events stamped before its previous answer are surely delivered.

@@ -238,8 +238,20 @@ package final class SocketIOConnection: EngineSessionDelegate {
         connectTimeout = nil
         sockets[nsp] = socket
         namespace.localSockets.add(socket)
-        namespace.adapter.join(socket.id, rooms: [socket.id])
         var answer: [(key: String, value: PacketValue)] = [("sid", .string(socket.id))]
+        if namespace.recovery != nil, namespace.adapter.ledger != nil,
+            let mark = namespace.adapter.joinMarked(socket.id, rooms: [socket.id])
+        {
+            let pid = RecoveryRecord.makePid(socket: socket.id)
+            socket.record = RecoveryRecord(socket: socket.id, pid: pid, rooms: [socket.id: mark], since: mark, state: .null)
+            namespace.localSockets.connected(pid: pid, socket: socket.id)
+            answer.append(("pid", .string(pid)))
+            send(SocketIOPacket(type: .connect, nsp: nsp, data: .object(answer)).engineFrames())
+            socket.binding?.connected(socket)
+            socket.saveRecord()
+            return
+        }
+        namespace.adapter.join(socket.id, rooms: [socket.id])
         if namespace.recovery != nil {
             let log = RecoveryLog.make()
             socket.recovery = log
@@ -286,6 +298,9 @@ package final class SocketIOConnection: EngineSessionDelegate {
             }
             return .waiting
         }
+        if let ledger = namespace.adapter.ledger {
+            return restoreWithLedger(namespace, ledger: ledger, pid: pid, offset: offset, auth: auth)
+        }
         guard let store = namespace.recoveryStore, let saved = store.peek(pid: pid), saved.nsp == namespace.name else {
             namespace.metrics.recovery(.refused)
             return .newSession
@@ -324,6 +339,125 @@ package final class SocketIOConnection: EngineSessionDelegate {
             }
             socket.binding?.connected(socket)
             return .restored
+        }
+    }
+
+    /// A CONNECT with `{pid, offset}` in a namespace with a ledger: claims the socket's record (from whichever
+    /// node had it), joins its rooms here noting the log's position, reads what the log has between the
+    /// client's offset and that position, and sends the CONNECT answer, the missed events the socket would
+    /// have received, then what arrived meanwhile. Falls back to a new session when there is no record, or
+    /// the client's place is no longer in the log (then the old socket ends, with its goodbyes).
+    private func restoreWithLedger(
+        _ namespace: Namespace,
+        ledger: any RecoveryLedger,
+        pid: String,
+        offset: String?,
+        auth: PacketValue?
+    ) -> RestoreOutcome {
+        guard let socketID = RecoveryRecord.socket(inPid: pid), let recovery = namespace.recovery else {
+            namespace.metrics.recovery(.refused)
+            return .newSession
+        }
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        let eventLoop = self.eventLoop
+        ledger.claim(socket: socketID, pid: pid).hop(to: eventLoop).whenComplete { result in
+            let connection = bound.value
+            guard case .success(let claimed?) = result else {
+                namespace.metrics.recovery(.refused)
+                connection.connectNewIfStillWanted(namespace, auth: auth)
+                return
+            }
+            // Restored here from now on: a suspension of this socket on this node is over.
+            _ = namespace.localSockets.endSuspension(socketID)
+            guard connection.session != nil, connection.sockets[namespace.name] == nil else {
+                // The client went away meanwhile: the socket is this node's now, suspended.
+                namespace.suspendWithLedger(claimed, on: eventLoop)
+                return
+            }
+            connection.restore(namespace, ledger: ledger, record: claimed, offset: offset, auth: auth, recovery: recovery)
+        }
+        return .waiting
+    }
+
+    private func connectNewIfStillWanted(_ namespace: Namespace, auth: PacketValue?) {
+        guard session != nil, sockets[namespace.name] == nil else { return }
+        connectNew(namespace, nsp: namespace.name, auth: auth)
+    }
+
+    private func restore(
+        _ namespace: Namespace,
+        ledger: any RecoveryLedger,
+        record: RecoveryRecord,
+        offset: String?,
+        auth: PacketValue?,
+        recovery: RecoveryConfiguration
+    ) {
+        let socket = Socket(id: record.socket, namespace: namespace, connection: self, recovered: true)
+        do throws(ConnectRefusal) {
+            try namespace.bindRecovered(socket, auth, record.state)
+        } catch {
+            // A refusal (a token no longer valid) leaves the socket suspended, now on this node.
+            namespace.suspendWithLedger(record, on: eventLoop)
+            refuseConnect(namespace.name, error.message)
+            return
+        }
+        // The client's place: its offset, or where the socket started when it saw no event yet.
+        let from: StreamOffset? = offset.map { StreamOffset($0) } ?? record.since
+        guard let from else {
+            namespace.metrics.recovery(.refused)
+            namespace.releaseSuspended(record, on: eventLoop)
+            connectNew(namespace, nsp: namespace.name, auth: auth)
+            return
+        }
+        connectTimeout?.cancel()
+        connectTimeout = nil
+        // The rooms the record names, each with the mark it joined with (a replay starts after it); from now on
+        // the log delivers to this socket here, held back until the replay is out.
+        socket.startReplay()
+        sockets[namespace.name] = socket
+        namespace.localSockets.add(socket)
+        namespace.localSockets.connected(pid: record.pid, socket: socket.id)
+        let rooms = Array(record.rooms.keys)
+        let through = namespace.adapter.joinMarked(socket.id, rooms: rooms) ?? from
+        socket.record = record
+        let bound = NIOLoopBound((self, socket), eventLoop: eventLoop)
+        let eventLoop = self.eventLoop
+        ledger.entries(after: from, through: through, limit: recovery.maxEvents).hop(to: eventLoop).whenComplete { result in
+            let (connection, socket) = bound.value
+            guard case .success(let entries?) = result else {
+                connection.logger.debug(
+                    "recovery: the client's place is not in the log",
+                    metadata: ["from": "\(from)", "through": "\(through)", "result": "\(result)"]
+                )
+                // Not restorable whole: the socket ends (leaves its rooms here, goodbyes), the client starts anew.
+                namespace.metrics.recovery(.refused)
+                socket.record = nil
+                if connection.sockets[namespace.name] === socket { connection.sockets[namespace.name] = nil }
+                socket.closed(reason: "recovery failed")
+                _ = ledger.release(socket: socket.id)
+                connection.connectNewIfStillWanted(namespace, auth: auth)
+                return
+            }
+            namespace.metrics.recovery(.restored)
+            let answer = PacketValue.object([("sid", .string(socket.id)), ("pid", .string(record.pid))])
+            connection.send(SocketIOPacket(type: .connect, nsp: namespace.name, data: answer).engineFrames())
+            var replayed: [[EngineFrame]] = []
+            for entry in entries where record.receives(entry.id, options: entry.options) {
+                if let name = entry.packet.eventName, namespace.localSockets.filteredEvents.contains(name),
+                    !(socket.binding?.shouldDeliver(entry.packet, to: socket) ?? true)
+                {
+                    continue
+                }
+                replayed.append(
+                    RecoveryLog.appendingOffset(
+                        entry.id.description,
+                        to: SocketIOPacket(type: .event, nsp: namespace.name, data: .array(entry.packet.data)).engineFrames()
+                    )
+                )
+            }
+            socket.finishReplay(replayed)
+            socket.binding?.connected(socket)
+            socket.saveRecord()
         }
     }
 

@@ -182,6 +182,9 @@ struct SignalNode: AsyncParsableCommand {
     @Option(help: "Connection state recovery: seconds a client whose transport dropped may come back within and get the same socket id, rooms and the events it missed; 0 = off. When on, every event to a socket carries an offset as its last argument (as with Node.js socket.io), which python-socketio hands its handlers as an extra argument [SIGNAL_RECOVERY_WINDOW].")
     var recoveryWindow: Int = env("SIGNAL_RECOVERY_WINDOW").flatMap(Int.init) ?? 0
 
+    @Option(help: "With --redis and --recovery-window: entries the recovery log (a Redis stream of the namespace's broadcasts, which lets a client recover on another node after its node died) keeps; a client whose place was trimmed gets a new session [SIGNAL_RECOVERY_LOG_MAX].")
+    var recoveryLogMax: Int = env("SIGNAL_RECOVERY_LOG_MAX").flatMap(Int.init) ?? 100_000
+
     @Option(help: "New Engine.IO sessions per second per client address (IPv6: per /64); 0 = no limit [SIGNAL_HANDSHAKE_RATE].")
     var handshakeRate: Double = env("SIGNAL_HANDSHAKE_RATE").flatMap(Double.init) ?? 20
 
@@ -260,6 +263,7 @@ struct SignalNode: AsyncParsableCommand {
         guard threads >= 0 else { throw ValidationError("--threads must be >= 0") }
         guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be > 0") }
         guard (0...86_400).contains(recoveryWindow) else { throw ValidationError("--recovery-window must be 0...86400 seconds") }
+        guard (100...100_000_000).contains(recoveryLogMax) else { throw ValidationError("--recovery-log-max must be 100...100000000") }
         guard handshakeRate >= 0, handshakeBurst >= 1 else {
             throw ValidationError("--handshake-rate must be >= 0 and --handshake-burst >= 1")
         }
@@ -464,21 +468,33 @@ struct SignalNode: AsyncParsableCommand {
                     defaults: redisConfiguration
                 )
             }
-            let adapterConfiguration = RedisAdapterConfiguration(
-                redis: redisConfiguration,
-                prefix: redisPrefix,
-                mode: RedisAdapterConfiguration.SubscriptionMode(rawValue: redisMode) ?? .pattern
-            )
-            logger.info("cluster mode", metadata: ["redis": "\(adapterConfiguration.redis)", "redis.mode": "\(redisMode)"])
             let presence = RedisPresenceStore(
                 configuration: RedisPresenceStore.Configuration(
-                    redis: adapterConfiguration.redis,
+                    redis: redisConfiguration,
                     prefix: "\(redisPrefix):presence",
                     nodeTimeout: .milliseconds(Int64(nodeTimeout)),
                     nodeName: nodeId
                 ),
                 eventLoopGroup: group,
                 logger: logger
+            )
+            // With recovery on, a client can come back on any node: broadcasts go through a log in Redis, and the
+            // sockets' records name the presence instance of their node (its reaper then knows them).
+            let ledger = recoveryWindow > 0
+                ? RedisLedgerConfiguration(owner: presence.instance, window: .seconds(Int64(recoveryWindow)), maxLength: recoveryLogMax)
+                : nil
+            let adapterConfiguration = RedisAdapterConfiguration(
+                redis: redisConfiguration,
+                prefix: redisPrefix,
+                mode: RedisAdapterConfiguration.SubscriptionMode(rawValue: redisMode) ?? .pattern,
+                ledger: ledger
+            )
+            logger.info(
+                "cluster mode",
+                metadata: [
+                    "redis": "\(adapterConfiguration.redis)", "redis.mode": "\(redisMode)",
+                    "recovery": "\(ledger == nil ? "off" : "across nodes")",
+                ]
             )
             server = SignalServer(configuration: configuration, group: group, logger: logger, presence: presence) { nsp, delivery in
                 RedisAdapter(
@@ -489,6 +505,9 @@ struct SignalNode: AsyncParsableCommand {
                     logger: logger,
                     metrics: RedisAdapterMetrics(labelPrefix: "signal")
                 )
+            }
+            if let ledger = server.namespace.adapter.ledger {
+                presence.setRecoveryFates { sockets in ledger.fates(of: sockets) }
             }
         }
 

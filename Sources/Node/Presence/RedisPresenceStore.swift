@@ -57,6 +57,13 @@ public final class RedisPresenceStore: PresenceStore {
     private let logger: Logger
     private let heartbeatTask = Mutex<RepeatedTask?>(nil)
     private let nodeLost = Mutex<(@Sendable ([PresenceEntry]) -> Void)?>(nil)
+    /// With recovery across nodes: who owns the record of each socket, so that the reaper of a dead node holds
+    /// back the `user_left` of a socket whose client may still come back, and skips one restored elsewhere.
+    private let recoveryFates = Mutex<(@Sendable ([SocketID]) -> EventLoopFuture<[RecoveryFate]>)?>(nil)
+
+    public func setRecoveryFates(_ fates: @escaping @Sendable ([SocketID]) -> EventLoopFuture<[RecoveryFate]>) {
+        recoveryFates.withLock { $0 = fates }
+    }
     /// Set once a heartbeat has registered this node (and its entries) on the current connection.
     private let registered = Atomic<Bool>(false)
     /// How long a presence command may take before the answer falls back to local knowledge (a frozen Redis
@@ -207,23 +214,63 @@ public final class RedisPresenceStore: PresenceStore {
                         else { return nil }
                         return (room, socket)
                     }
-                    let names = pairs.map { room, socket in
-                        self.connection.send(["HGET", .string(self.roomKey(room)), .string(socket)])
-                    }
-                    return EventLoopFuture.whenAllSucceed(names, on: eventLoop).map { names in
-                        var lost: [PresenceEntry] = []
-                        for ((room, socket), name) in zip(pairs, names) {
-                            guard let name = name.string else { continue }
-                            lost.append(PresenceEntry(room: room, socket: socket, personName: name))
-                            _ = self.connection.send(["HDEL", .string(self.roomKey(room)), .string(socket)])
+                    return self.sortByFate(pairs, dead: dead).flatMap { pairs, waiting, taken in
+                        let names = pairs.map { room, socket in
+                            self.connection.send(["HGET", .string(self.roomKey(room)), .string(socket)])
                         }
-                        _ = self.connection.send(["DEL", .string(self.nodeKey(dead))])
-                        _ = self.connection.send(["ZREM", .string(self.nodesKey), .string(dead)])
-                        self.logger.warning("presence: node lost", metadata: ["lost.instance": "\(dead)", "entries": "\(lost.count)"])
-                        if !lost.isEmpty { nodeLost(lost) }
+                        return EventLoopFuture.whenAllSucceed(names, on: eventLoop).map { names in
+                            var lost: [PresenceEntry] = []
+                            for ((room, socket), name) in zip(pairs, names) {
+                                guard let name = name.string else { continue }
+                                lost.append(PresenceEntry(room: room, socket: socket, personName: name))
+                                _ = self.connection.send(["HDEL", .string(self.roomKey(room)), .string(socket)])
+                            }
+                            if waiting.isEmpty {
+                                _ = self.connection.send(["DEL", .string(self.nodeKey(dead))])
+                                _ = self.connection.send(["ZREM", .string(self.nodesKey), .string(dead)])
+                            } else {
+                                // Sockets whose clients may still come back elsewhere: their entries stay, and
+                                // the dead node stays listed, so a later reap (after this one's lock) looks again.
+                                for (room, socket) in pairs + taken {
+                                    _ = self.connection.send(["SREM", .string(self.nodeKey(dead)), .string(Self.member(room, socket))])
+                                }
+                            }
+                            self.logger.warning(
+                                "presence: node lost",
+                                metadata: [
+                                    "lost.instance": "\(dead)", "entries": "\(lost.count)",
+                                    "recoverable": "\(waiting.count)", "restored.elsewhere": "\(taken.count)",
+                                ]
+                            )
+                            if !lost.isEmpty { nodeLost(lost) }
+                        }
                     }
                 }
             }
+    }
+
+    /// Splits a dead node's entries by the fate of their sockets' recovery records: gone (announce them now),
+    /// still the dead node's (their clients may come back: wait), or another node's (restored there: only the
+    /// dead node's list forgets them).
+    private func sortByFate(
+        _ pairs: [(Room, SocketID)],
+        dead: String
+    ) -> EventLoopFuture<(gone: [(Room, SocketID)], waiting: [(Room, SocketID)], taken: [(Room, SocketID)])> {
+        let eventLoop = connection.eventLoop
+        guard let fates = recoveryFates.withLock({ $0 }), !pairs.isEmpty else {
+            return eventLoop.makeSucceededFuture((pairs, [], []))
+        }
+        return fates(pairs.map(\.1)).hop(to: eventLoop).map { fates in
+            var result: (gone: [(Room, SocketID)], waiting: [(Room, SocketID)], taken: [(Room, SocketID)]) = ([], [], [])
+            for (pair, fate) in zip(pairs, fates) {
+                switch fate {
+                case .gone: result.gone.append(pair)
+                case .owned(let owner) where owner == dead: result.waiting.append(pair)
+                case .owned: result.taken.append(pair)
+                }
+            }
+            return result
+        }.recover { _ in (pairs, [], []) }
     }
 
     // MARK: PresenceStore
@@ -246,6 +293,15 @@ public final class RedisPresenceStore: PresenceStore {
             _ = connection.send(["SREM", .string(nodeKey(instance)), .string(Self.member(room, socket))])
         }
         return eventLoop.makeSucceededFuture(entry)
+    }
+
+    public func adopt(_ entry: PresenceEntry) {
+        if local.withLock({ $0.join(entry) }) { write(entry) }
+    }
+
+    public func forget(room: Room, socket: SocketID) {
+        guard local.withLock({ $0.leave(room: room, socket: socket) }) != nil else { return }
+        _ = connection.send(["SREM", .string(nodeKey(instance)), .string(Self.member(room, socket))])
     }
 
     public func count(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<Int> {

@@ -25,10 +25,19 @@ public protocol PresenceStore: Sendable {
     func members(of room: Room, on eventLoop: any EventLoop) -> EventLoopFuture<[PresenceEntry]>
     /// Whether `socket` is in any of `rooms`, on any node.
     func isMember(_ socket: SocketID, ofAnyOf rooms: [Room], on eventLoop: any EventLoop) -> EventLoopFuture<Bool>
+
+    /// Connection state recovery across nodes: this node takes over an entry another node made (a socket
+    /// restored here), without an announcement; from now on it is this node's, as if it had joined here.
+    func adopt(_ entry: PresenceEntry)
+    /// The opposite: a socket of this node was restored elsewhere; this node forgets the entry without removing
+    /// it from the room (the other node has it now).
+    func forget(room: Room, socket: SocketID)
 }
 
 extension PresenceStore {
     public func start(nodeLost: @escaping @Sendable ([PresenceEntry]) -> Void) async throws {}
     public func shutdown() async {}
     public var isReady: Bool { true }
+    public func adopt(_ entry: PresenceEntry) {}
+    public func forget(room: Room, socket: SocketID) {}
 }

@@ -1,0 +1,302 @@
+import Logging
+import NIOCore
+import SocketIO
+import Synchronization
+
+/// Settings of the ledger (connection state recovery across nodes) of the Redis adapter.
+public struct RedisLedgerConfiguration: Sendable {
+    /// This node's name as the owner of records: the presence instance.
+    public var owner: String
+    /// The recovery window: how long a suspended socket's record lives.
+    public var window: TimeAmount
+    /// Entries the stream keeps (`XADD … MAXLEN ~`): about what the cluster broadcasts in a recovery window, with
+    /// room to spare. A client whose place was trimmed gets a new session.
+    public var maxLength: Int
+
+    public init(owner: String, window: TimeAmount, maxLength: Int = 100_000) {
+        self.owner = owner
+        self.window = window
+        self.maxLength = maxLength
+    }
+
+    /// How often a node renews the records of its connected sockets.
+    var renewInterval: TimeAmount { .nanoseconds(min(max(window.nanoseconds / 4, 1_000_000_000), 30_000_000_000)) }
+    /// The expiry of a connected socket's record: its node renews it; if the node dies, it lasts a window more.
+    var connectedTTL: TimeAmount { window + renewInterval + renewInterval }
+}
+
+/// The ``RecoveryLedger`` on one Redis server (`--redis`):
+/// - the log is a stream, `<prefix>-log#<nsp>#`, each entry `m` → the classic adapter's MessagePack message
+///   (`[uid, packet, opts]`), appended by the sender's node (`XADD … MAXLEN ~`) on its loop's publisher
+///   connection, so one socket's broadcasts are in the log in the order it sent them;
+/// - one connection per node reads it (`XREAD BLOCK`) from the last id it handled; after a lost connection it
+///   goes on from there, so a Redis blip loses nothing that Redis kept;
+/// - a record is a hash, `<prefix>-recovery#<nsp>#<socket id>` → `owner`, `pid`, `record` (JSON), with a TTL;
+///   saving, claiming and releasing are short Lua scripts, so each is one atomic step.
+final class RedisLedger: RecoveryLedger {
+    let configuration: RedisLedgerConfiguration
+    let streamKey: String
+    private let recordPrefix: String
+    private let reader: RedisConnection
+    /// The publisher connection of the calling loop.
+    private let writer: @Sendable () -> RedisConnection
+    private let logger: Logger
+    /// Handles entries read from the stream, in order, on the reader's loop.
+    private let onEntries: @Sendable ([(StreamOffset, ByteBuffer)]) -> Void
+    /// This node's sockets, whose records it renews.
+    private let localSockets: @Sendable () -> [SocketID]
+    private let renewTask = Mutex<RepeatedTask?>(nil)
+    private let loopState: NIOLoopBoundBox<ReaderState>
+    private let started = Atomic<Bool>(false)
+    private let closed = Atomic<Bool>(false)
+    /// The reader has a position (it appended its start marker) and is reading.
+    private let readingFlag = Atomic<Bool>(false)
+    /// Times the reader found its place gone from the stream (Redis restarted empty, or trimmed past it).
+    let gaps = Atomic<Int>(0)
+
+    private struct ReaderState {
+        var last: StreamOffset?
+        var checkPlace = false
+    }
+
+    var owner: String { configuration.owner }
+
+    init(
+        configuration: RedisLedgerConfiguration,
+        prefix: String,
+        nsp: String,
+        redis: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup,
+        writer: @escaping @Sendable () -> RedisConnection,
+        logger: Logger,
+        localSockets: @escaping @Sendable () -> [SocketID],
+        onEntries: @escaping @Sendable ([(StreamOffset, ByteBuffer)]) -> Void
+    ) {
+        self.localSockets = localSockets
+        self.configuration = configuration
+        self.streamKey = "\(prefix)-log#\(nsp)#"
+        self.recordPrefix = "\(prefix)-recovery#\(nsp)#"
+        self.writer = writer
+        self.logger = logger
+        self.onEntries = onEntries
+        let box = WeakReference<RedisLedger>()
+        self.reader = RedisConnection(
+            configuration: redis,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            onEvent: { event in
+                if case .connected = event { box.object?.readerConnected() }
+            }
+        )
+        self.loopState = .makeBoxSendingValue(ReaderState(), eventLoop: reader.eventLoop)
+        box.set(self)
+    }
+
+    func start() {
+        guard !started.exchange(true, ordering: .relaxed) else { return }
+        reader.start()
+        let interval = configuration.renewInterval
+        let task = reader.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            guard let self else { return }
+            self.renew(self.localSockets())
+        }
+        renewTask.withLock { $0 = task }
+    }
+
+    func close() -> EventLoopFuture<Void> {
+        closed.store(true, ordering: .relaxed)
+        renewTask.withLock { $0?.cancel(); $0 = nil }
+        return reader.close()
+    }
+
+    var isReading: Bool { readingFlag.load(ordering: .relaxed) && reader.isConnected }
+
+    // MARK: the log
+
+    /// Appends a broadcast's message to the log; its future fails when Redis did not take it.
+    func append(_ message: ByteBuffer) -> EventLoopFuture<Int> {
+        writer().send([
+            "XADD", .string(streamKey), "MAXLEN", "~", .string(String(configuration.maxLength)), "*", "m", .buffer(message),
+        ]).map { _ in 1 }
+    }
+
+    private func readerConnected() {
+        let state = loopState
+        if state.value.last == nil {
+            // The first position: a marker entry, so that the log has an id to start from even when empty, and
+            // the records made before anything is broadcast have a place that exists.
+            reader.send(["XADD", .string(streamKey), "MAXLEN", "~", .string(String(configuration.maxLength)), "*", "m", ""])
+                .whenComplete { result in
+                    switch result {
+                    case .success(let reply):
+                        guard let id = reply.string.flatMap(StreamOffset.init(_:)) else { return }
+                        state.value.last = id
+                        self.onEntries([(id, ByteBuffer())])
+                        self.readingFlag.store(true, ordering: .relaxed)
+                        self.read()
+                    case .failure(let error):
+                        self.logger.warning("recovery log: could not start reading", metadata: ["error": "\(error)"])
+                        self.reader.eventLoop.scheduleTask(in: .milliseconds(500)) {
+                            if self.reader.isConnected, state.value.last == nil { self.readerConnected() }
+                        }
+                    }
+                }
+        } else {
+            state.value.checkPlace = true
+        }
+    }
+
+    /// One `XREAD` after the last id handled, then the next; on a failure, again a little later (the connection
+    /// reconnects by itself).
+    private func read() {
+        guard !closed.load(ordering: .relaxed), let last = loopState.value.last else { return }
+        let state = loopState
+        if state.value.checkPlace {
+            state.value.checkPlace = false
+            // Back after a lost connection: if our place is gone from the stream (Redis restarted empty, or the
+            // stream was trimmed past it), entries may be missing between it and what we read next.
+            reader.send(["XRANGE", .string(streamKey), .string(last.description), .string(last.description)])
+                .whenSuccess { reply in
+                    if (reply.array ?? []).isEmpty {
+                        self.gaps.add(1, ordering: .relaxed)
+                        self.logger.warning("recovery log: our place is gone from the stream; entries may be missing")
+                    }
+                }
+        }
+        reader.send(["XREAD", "COUNT", "512", "BLOCK", "1000", "STREAMS", .string(streamKey), .string(last.description)])
+            .whenComplete { result in
+                switch result {
+                case .success(let reply):
+                    let entries = Self.entries(ofXREAD: reply)
+                    if let newest = entries.last?.0 {
+                        state.value.last = newest
+                        self.onEntries(entries)
+                    }
+                    self.read()
+                case .failure:
+                    state.value.checkPlace = true
+                    self.reader.eventLoop.scheduleTask(in: .milliseconds(100)) { self.read() }
+                }
+            }
+    }
+
+    /// `[[key, [[id, [field, value, …]], …]]]` (nil on a timeout) → the ids and `m` values.
+    static func entries(ofXREAD reply: RESPValue) -> [(StreamOffset, ByteBuffer)] {
+        guard let streams = reply.array, let stream = streams.first?.array, stream.count == 2 else { return [] }
+        return entries(ofRange: stream[1])
+    }
+
+    /// `[[id, [field, value, …]], …]` → the ids and `m` values.
+    static func entries(ofRange reply: RESPValue) -> [(StreamOffset, ByteBuffer)] {
+        (reply.array ?? []).compactMap { entry in
+            guard let parts = entry.array, parts.count == 2, let id = parts[0].string.flatMap(StreamOffset.init(_:)),
+                let fields = parts[1].array
+            else { return nil }
+            var index = 0
+            while index + 1 < fields.count {
+                if fields[index].string == "m", case .bulkString(let value?) = fields[index + 1] { return (id, value) }
+                index += 2
+            }
+            return nil
+        }
+    }
+
+    func entries(after: StreamOffset, through: StreamOffset, limit: Int) -> EventLoopFuture<[LedgerEntry]?> {
+        let connection = writer()
+        let eventLoop = connection.eventLoop
+        guard after < through else {
+            // Nothing between; the place must still exist for the replay to be whole.
+            return placeExists(after, on: connection).map { $0 ? [] : nil }
+        }
+        return placeExists(after, on: connection).flatMap { exists -> EventLoopFuture<[LedgerEntry]?> in
+            guard exists else { return eventLoop.makeSucceededFuture(nil) }
+            return connection.send([
+                "XRANGE", .string(self.streamKey), .string("(" + after.description), .string(through.description),
+                "COUNT", .string(String(limit + 1)),
+            ]).map { reply -> [LedgerEntry]? in
+                let raw = Self.entries(ofRange: reply)
+                guard raw.count <= limit else { return nil }
+                return raw.compactMap { id, bytes in
+                    guard bytes.readableBytes > 0, let message = try? ClusterBroadcast(decoding: bytes) else { return nil }
+                    return LedgerEntry(id: id, packet: message.packet, options: message.options)
+                }
+            }
+        }
+    }
+
+    private func placeExists(_ id: StreamOffset, on connection: RedisConnection) -> EventLoopFuture<Bool> {
+        connection.send(["XRANGE", .string(streamKey), .string(id.description), .string(id.description)])
+            .map { !($0.array ?? []).isEmpty }
+    }
+
+    // MARK: records
+
+    private func recordKey(_ socket: SocketID) -> String { recordPrefix + socket }
+
+    private static let saveScript = """
+        local owner = redis.call('HGET', KEYS[1], 'owner')
+        if owner and owner ~= ARGV[1] then return 0 end
+        redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'pid', ARGV[2], 'record', ARGV[3])
+        redis.call('PEXPIRE', KEYS[1], ARGV[4])
+        return 1
+        """
+    private static let renewScript = """
+        if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+        return 0
+        """
+    private static let claimScript = """
+        local pid = redis.call('HGET', KEYS[1], 'pid')
+        if not pid or pid ~= ARGV[1] then return false end
+        redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+        redis.call('PEXPIRE', KEYS[1], ARGV[3])
+        return redis.call('HGET', KEYS[1], 'record')
+        """
+    private static let releaseScript = """
+        if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+        return 0
+        """
+
+    private static func milliseconds(_ ttl: TimeAmount) -> String { String(max(ttl.nanoseconds / 1_000_000, 1)) }
+
+    func save(_ record: RecoveryRecord, suspended: Bool) {
+        let ttl = suspended ? configuration.window : configuration.connectedTTL
+        let logger = self.logger
+        writer().send([
+            "EVAL", .string(Self.saveScript), "1", .string(recordKey(record.socket)), .string(owner), .string(record.pid),
+            .string(record.json), .string(Self.milliseconds(ttl)),
+        ]).whenFailure { error in
+            logger.debug("recovery record not saved", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Renews the expiry of this node's records of `sockets` (its connected sockets).
+    func renew(_ sockets: [SocketID]) {
+        let connection = writer()
+        let ms = Self.milliseconds(configuration.connectedTTL)
+        for socket in sockets {
+            _ = connection.send(["EVAL", .string(Self.renewScript), "1", .string(recordKey(socket)), .string(owner), .string(ms)])
+        }
+    }
+
+    func claim(socket: SocketID, pid: String) -> EventLoopFuture<RecoveryRecord?> {
+        writer().send([
+            "EVAL", .string(Self.claimScript), "1", .string(recordKey(socket)), .string(pid), .string(owner),
+            .string(Self.milliseconds(configuration.connectedTTL)),
+        ]).map { reply in
+            reply.string.flatMap { RecoveryRecord(json: $0, pid: pid) }
+        }
+    }
+
+    func release(socket: SocketID) -> EventLoopFuture<Bool> {
+        writer().send(["EVAL", .string(Self.releaseScript), "1", .string(recordKey(socket)), .string(owner)])
+            .map { $0.integer == 1 }
+    }
+
+    func fates(of sockets: [SocketID]) -> EventLoopFuture<[RecoveryFate]> {
+        let connection = writer()
+        let asks = sockets.map { connection.send(["HGET", .string(recordKey($0)), "owner"]) }
+        return EventLoopFuture.whenAllSucceed(asks, on: connection.eventLoop).map { replies in
+            replies.map { reply in reply.string.map { RecoveryFate.owned(by: $0) } ?? .gone }
+        }
+    }
+}
