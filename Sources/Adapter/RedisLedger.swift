@@ -246,14 +246,19 @@ final class RedisLedger: RecoveryLedger {
         """
     private static let claimScript = """
         local pid = redis.call('HGET', KEYS[1], 'pid')
-        if not pid or pid ~= ARGV[1] then return false end
+        if not pid or pid ~= ARGV[1] or redis.call('HGET', KEYS[1], 'owner') == '-' then return false end
         redis.call('HSET', KEYS[1], 'owner', ARGV[2])
         redis.call('PEXPIRE', KEYS[1], ARGV[3])
         return redis.call('HGET', KEYS[1], 'record')
         """
+    /// Ours: a tombstone (owner `-`) for a window. Another's: 0. None: -1.
     private static let releaseScript = """
-        if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
-        return 0
+        local owner = redis.call('HGET', KEYS[1], 'owner')
+        if not owner then return -1 end
+        if owner ~= ARGV[1] then return 0 end
+        redis.call('HSET', KEYS[1], 'owner', '-', 'record', '')
+        redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        return 1
         """
 
     private static func milliseconds(_ ttl: TimeAmount) -> String { String(max(ttl.nanoseconds / 1_000_000, 1)) }
@@ -287,16 +292,27 @@ final class RedisLedger: RecoveryLedger {
         }
     }
 
-    func release(socket: SocketID) -> EventLoopFuture<Bool> {
-        writer().send(["EVAL", .string(Self.releaseScript), "1", .string(recordKey(socket)), .string(owner)])
-            .map { $0.integer == 1 }
+    func release(socket: SocketID) -> EventLoopFuture<RecoveryRelease> {
+        writer().send([
+            "EVAL", .string(Self.releaseScript), "1", .string(recordKey(socket)), .string(owner),
+            .string(Self.milliseconds(configuration.window)),
+        ]).map { reply in
+            switch reply.integer {
+            case 1: .released
+            case 0: .takenOver
+            default: .missing
+            }
+        }
     }
 
     func fates(of sockets: [SocketID]) -> EventLoopFuture<[RecoveryFate]> {
         let connection = writer()
         let asks = sockets.map { connection.send(["HGET", .string(recordKey($0)), "owner"]) }
         return EventLoopFuture.whenAllSucceed(asks, on: connection.eventLoop).map { replies in
-            replies.map { reply in reply.string.map { RecoveryFate.owned(by: $0) } ?? .gone }
+            replies.map { reply in
+                guard let owner = reply.string, owner != "-" else { return RecoveryFate.gone }
+                return .owned(by: owner)
+            }
         }
     }
 }

@@ -208,29 +208,31 @@ public final class LocalSockets: LocalDelivery {
         }
     }
 
-    /// With a ledger: this node's suspended sockets, each with the number of its suspension, so that the end of
-    /// a window closes the suspension it was set for and not a later one.
-    private let ledgerSuspensions = Mutex<(next: UInt64, sockets: [SocketID: UInt64])>((1, [:]))
+    /// With a ledger: this node's suspended sockets, each with the number of its suspension (so that the end of
+    /// a window closes the suspension it was set for and not a later one) and its record.
+    private let ledgerSuspensions = Mutex<(next: UInt64, sockets: [SocketID: (number: UInt64, record: RecoveryRecord)])>((1, [:]))
 
-    func suspendedWithLedger(_ id: SocketID) -> UInt64 {
+    func suspendedWithLedger(_ record: RecoveryRecord) -> UInt64 {
         ledgerSuspensions.withLock { state in
             let number = state.next
             state.next += 1
-            state.sockets[id] = number
+            state.sockets[record.socket] = (number, record)
             return number
         }
     }
 
-    /// Ends the suspension `number` of `id`: true when it was still on (not restored here since).
-    func endSuspension(_ id: SocketID, number: UInt64? = nil) -> Bool {
+    /// Ends the suspension `number` of `id` (any, when nil): its record when it was still on (not restored here
+    /// since).
+    func endSuspension(_ id: SocketID, number: UInt64? = nil, pid: String? = nil) -> RecoveryRecord? {
         ledgerSuspensions.withLock { state in
-            guard let current = state.sockets[id], number == nil || current == number else { return false }
+            guard let current = state.sockets[id], number == nil || current.number == number,
+                pid == nil || current.record.pid == pid
+            else { return nil }
             state.sockets[id] = nil
-            return true
+            return current.record
         }
     }
 
-    /// Suspended sockets with a ledger.
     var ledgerSuspendedCount: Int { ledgerSuspensions.withLock { $0.sockets.count } }
 
     /// The pids of connected recoverable sockets: a client that comes back with the pid of a socket whose drop
@@ -406,20 +408,20 @@ public final class Namespace: Sendable {
         guard let ledger = adapter.ledger, let recovery else { return }
         ledger.save(record, suspended: true)
         metrics.recovery(.suspended)
-        let number = localSockets.suspendedWithLedger(record.socket)
+        let number = localSockets.suspendedWithLedger(record)
         eventLoop.scheduleTask(in: recovery.window) { [weak self] in
-            guard let self, self.localSockets.endSuspension(record.socket, number: number) else { return }
+            guard let self, self.localSockets.endSuspension(record.socket, number: number) != nil else { return }
             self.releaseSuspended(record, on: eventLoop)
         }
     }
 
-    /// Ends a suspended socket of this node if its record is still ours; one taken by another node is
-    /// forgotten here.
+    /// Ends a suspended socket of this node if its record is still ours (or gone: Redis lost it); one taken by
+    /// another node is forgotten here.
     func releaseSuspended(_ record: RecoveryRecord, on eventLoop: any EventLoop) {
         guard let ledger = adapter.ledger else { return }
         ledger.release(socket: record.socket).hop(to: eventLoop).whenComplete { [weak self] result in
             guard let self else { return }
-            if case .success(false) = result {
+            if case .success(.takenOver) = result {
                 self.takenOver(record.socket, saved: record.state, on: eventLoop)
             } else {
                 self.metrics.recovery(.ended)

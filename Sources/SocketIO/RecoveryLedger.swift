@@ -130,6 +130,16 @@ public struct LedgerEntry: Sendable {
     }
 }
 
+/// What releasing a record found.
+public enum RecoveryRelease: Sendable, Hashable {
+    /// It was this node's: the socket ends here, with the usual goodbyes.
+    case released
+    /// Another node took it (the socket lives on there, or ended there): this node forgets it without a word.
+    case takenOver
+    /// There was none (Redis lost it): the socket is this node's to end.
+    case missing
+}
+
 /// Where a record stands, as the reaper of a dead node asks.
 public enum RecoveryFate: Sendable, Hashable {
     /// No record (never recoverable, ended, or its window closed): the socket is gone.
@@ -152,9 +162,9 @@ public protocol RecoveryLedger: AnyObject, Sendable {
     /// Takes the record of `socket` if `pid` is its pid: this node owns it from now on (as a connected
     /// socket's). Nil when there is none (or the pid does not match).
     func claim(socket: SocketID, pid: String) -> EventLoopFuture<RecoveryRecord?>
-    /// Deletes the record of `socket` if this node still owns it: true then (the socket ends here, with the
-    /// usual goodbyes), false when another node took it (the socket lives on there).
-    func release(socket: SocketID) -> EventLoopFuture<Bool>
+    /// Ends the record of `socket` if this node still owns it (a tombstone stays for a window, so that a node
+    /// that had the socket before hears it was taken, and a claim finds nothing).
+    func release(socket: SocketID) -> EventLoopFuture<RecoveryRelease>
     /// Who owns the record of each socket (for the presence reaper of a dead node).
     func fates(of sockets: [SocketID]) -> EventLoopFuture<[RecoveryFate]>
     /// The entries after `after` up to `through` included, in order; nil when the log no longer has `after`

@@ -248,7 +248,7 @@ public final class Socket {
         let saved = binding.recoveryState(self)
         ledger.release(socket: id).hop(to: eventLoop).whenComplete { result in
             let socket = bound.value
-            if case .success(false) = result {
+            if case .success(.takenOver) = result {
                 socket.binding?.suspended(socket)
                 socket.namespace.takenOver(socket.id, saved: saved ?? .null, on: socket.eventLoop)
             } else {

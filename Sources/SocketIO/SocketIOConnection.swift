@@ -364,11 +364,16 @@ package final class SocketIOConnection: EngineSessionDelegate {
             let connection = bound.value
             guard case .success(let claimed?) = result else {
                 namespace.metrics.recovery(.refused)
+                // Suspended here but its record is gone (Redis restarted and lost it): it cannot be restored, and
+                // it ends now rather than at the end of its window.
+                if case .success = result, let suspended = namespace.localSockets.endSuspension(socketID, pid: pid) {
+                    namespace.releaseSuspended(suspended, on: eventLoop)
+                }
                 connection.connectNewIfStillWanted(namespace, auth: auth)
                 return
             }
             // Restored here from now on: a suspension of this socket on this node is over.
-            _ = namespace.localSockets.endSuspension(socketID)
+            _ = namespace.localSockets.endSuspension(socketID, pid: pid)
             guard connection.session != nil, connection.sockets[namespace.name] == nil else {
                 // The client went away meanwhile: the socket is this node's now, suspended.
                 namespace.suspendWithLedger(claimed, on: eventLoop)

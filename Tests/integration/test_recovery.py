@@ -23,7 +23,9 @@ from media_cluster import Browser, require_browser, wait_until
 
 BUNDLE = Path(os.environ.get("SOCKETIO_CLIENT_BUNDLE", "/work/shared/clients/socket.io-4.8.1.min.js"))
 K = 8
+# A node's own offsets (one node), or a Redis stream id (recovery across nodes, with --redis).
 OFFSET = re.compile(r"^[A-Za-z0-9_-]{8}-[1-9][0-9]*$")
+STREAM_ID = re.compile(r"^[1-9][0-9]*-(0|[1-9][0-9]*)$")
 
 
 class OffsetClient(Client):
@@ -34,7 +36,7 @@ class OffsetClient(Client):
         self.offsets = []
 
     async def _on_any(self, event, *args):
-        if len(args) >= 2 and isinstance(args[-1], str) and OFFSET.match(args[-1]):
+        if len(args) >= 2 and isinstance(args[-1], str) and (OFFSET.match(args[-1]) or STREAM_ID.match(args[-1])):
             self.offsets.append(args[-1])
             args = args[:-1]
         await super()._on_any(event, *args)
