@@ -1,0 +1,174 @@
+"""Connection state recovery across nodes (issue #13, stage 2): a node dies (kill -9) and its clients come back on
+another node with the same socket, their rooms, and every event sent to them meanwhile.
+
+The cluster is deploy/failover.py's: Redis, three signal-node nodes (`--recovery-window`, a short
+`--node-timeout` so that the dead node's reaper runs within the test) and HAProxy with the shipped config. The
+official socket.io-client 4.8.1 runs in headless Chromium with its default reconnection backoff and connects
+through HAProxy; its peer (python-socketio) connects to another node directly.
+"""
+
+import asyncio
+import importlib.util
+import time
+import urllib.request
+
+import pytest
+
+from conftest import TIMEOUT, swift_binary, unique
+from media_cluster import Browser, require_browser
+from test_recovery import BUNDLE, K, PAGE_SETUP, STREAM_ID, OffsetClient, browser_state, wait_for
+
+spec = importlib.util.spec_from_file_location("failover", swift_binary().parents[2] / "deploy" / "failover.py")
+
+
+def load_failover():
+    import shutil
+    if shutil.which("haproxy") is None and not __import__("os").path.exists("/usr/sbin/haproxy"):
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NODE_TIMEOUT_MS = 2000
+
+
+@pytest.fixture
+def lb_cluster(tmp_path):
+    require_browser()
+    import os
+    os.environ["PATH"] += ":/usr/sbin"
+    failover = load_failover()
+    cluster = failover.Cluster(swift_binary(), tmp_path, ["--recovery-window", "30", "--node-timeout",
+                                                          str(NODE_TIMEOUT_MS)], log=lambda *a: None)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop_all()
+        for name in ("node1", "node2", "node3"):
+            log = tmp_path / f"{name}.log"
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                print(f"--- {name} ---\n" + "\n".join(tail))
+
+
+def sessions(url):
+    with urllib.request.urlopen(url + "/metrics", timeout=2) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("signal_sessions"):
+                return float(line.split()[-1])
+    return 0.0
+
+
+async def test_official_client_recovers_on_another_node_after_its_node_is_killed(lb_cluster):
+    room = unique("csr-kill")
+    nodes = ("node1", "node2", "node3")
+    before = {n: sessions(lb_cluster.node_url(n)) for n in nodes}
+    browser = await asyncio.to_thread(Browser, "csr-kill")
+    alice = None
+    try:
+        await asyncio.to_thread(browser.driver.get, f"{lb_cluster.url}/healthz")
+        # The client's own reconnection settings (delay 1 s, randomization 0.5), as the seed's client has them.
+        setup = PAGE_SETUP.replace("reconnectionDelay: 1500, randomizationFactor: 0", "")
+        await asyncio.to_thread(browser.js, setup, BUNDLE.read_text(), lb_cluster.url, room)
+        state = await wait_for(lambda: (s := browser_state(browser))["roster"] and s, TIMEOUT, "browser joined",
+                               browser.console_text)
+        first = state["connects"][0]
+        grown = [n for n in nodes if sessions(lb_cluster.node_url(n)) > before[n]]
+        assert len(grown) == 1, grown
+        home = grown[0]
+        other = next(n for n in nodes if n != home)
+        alice = OffsetClient(lb_cluster.node_url(other), "websocket", "alice")
+        await alice.connect()
+        await alice.emit("join_room", {"roomName": room, "personName": "alice"})
+        await alice.expect("user_joined")
+        await alice.emit("message", {"roomName": room, "content": "before"})
+        await wait_for(lambda: any(e[0] == "message" for e in browser_state(browser)["events"]), TIMEOUT,
+                       "browser got 'before'", browser.console_text)
+
+        # kill -9 of the browser's node, and the peer sends at once: the events land in the gap.
+        killed = time.monotonic()
+        lb_cluster.procs[home].kill()
+        sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+        for i in range(K):
+            await alice.emit("message", {"roomName": room, "content": f"gap-{i}"})
+            if i == K // 2:
+                await alice.emit("offer", {"toPeer": first["id"], "offer": {"type": "offer", "sdp": sdp}})
+        state = await wait_for(lambda: (s := browser_state(browser))["connects"][1:] and s, 15,
+                               "browser reconnected", browser.console_text)
+        recovered_after = time.monotonic() - killed
+        assert state["connects"][1] == {"id": first["id"], "recovered": True}, state["connects"]
+        await alice.emit("message", {"roomName": room, "content": "after"})
+        await wait_for(lambda: any(e[0] == "message" and e[1]["content"] == "after"
+                                   for e in browser_state(browser)["events"]), TIMEOUT, "browser got 'after'")
+        events = browser_state(browser)["events"]
+        seen = [(e[0], e[1]["content"]) if e[0] == "message" else (e[0], e[1].get("fromPeer")) for e in events
+                if e[0] in ("message", "offer")]
+        expected = ([("message", "before")] + [("message", f"gap-{i}") for i in range(K // 2 + 1)]
+                    + [("offer", alice.sid)] + [("message", f"gap-{i}") for i in range(K // 2 + 1, K)]
+                    + [("message", "after")])
+        assert seen == expected
+        offsets = [e[-1] for e in events if e[0] in ("message", "offer")]
+        assert all(STREAM_ID.match(o) for o in offsets), offsets
+        ids = [tuple(map(int, o.split("-"))) for o in offsets]
+        assert ids == sorted(set(ids)), offsets
+
+        # The dead node's reaper runs (node timeout 2 s, then its lock): the peer still hears nothing of the
+        # browser, which lives on another node now; a chat message from the browser still reaches the peer.
+        await asyncio.sleep(NODE_TIMEOUT_MS / 1000 * 2 + 1)
+        await asyncio.to_thread(browser.js, "rec.socket.emit('message', {roomName: arguments[0], content: 'from-browser'})",
+                                room)
+        got = None
+        for _ in range(K + 3):
+            got = await alice.expect("message")
+            if got["content"] == "from-browser":
+                break
+        assert got and got["content"] == "from-browser"
+        await alice.fence()
+        assert not [p for e, p in alice.log if e in ("user_left", "user_joined") and p
+                    and isinstance(p, dict) and p.get("socketId") == first["id"]], alice.log
+        print(f"\n[recovery across nodes] kill -9 → recovered on another node: {recovered_after * 1000:.0f} ms "
+              f"(client's default backoff); {K + 1} missed events replayed once, in order")
+    finally:
+        await asyncio.to_thread(browser.quit)
+        if alice:
+            await alice.close()
+
+
+async def test_a_killed_nodes_client_that_never_returns_gets_one_user_left_after_the_window(tmp_path):
+    """No browser needed: a python client on the node that dies never comes back; its peer on another node hears
+    nothing while the window is open, then one user_left."""
+    failover = load_failover()
+    window = 6
+    cluster = failover.Cluster(swift_binary(), tmp_path, ["--recovery-window", str(window), "--node-timeout",
+                                                          str(NODE_TIMEOUT_MS)], log=lambda *a: None)
+    cluster.start_redis()
+    for name in ("node1", "node2"):
+        cluster.start_node(name)
+    room = unique("csr-gone")
+    gone = OffsetClient(cluster.node_url("node1"), "websocket", "gone")
+    alice = OffsetClient(cluster.node_url("node2"), "websocket", "alice")
+    try:
+        await gone.connect()
+        await gone.emit("join_room", {"roomName": room, "personName": "gone"})
+        await alice.connect()
+        await alice.emit("join_room", {"roomName": room, "personName": "alice"})
+        await alice.expect("user_joined")
+        gone_sid = gone.sid
+        killed = time.monotonic()
+        cluster.procs["node1"].kill()
+        # Past the node timeout, the reaper has run: no user_left yet, the client could still come back.
+        await asyncio.sleep(NODE_TIMEOUT_MS / 1000 + 2)
+        alice.assert_none("user_left")
+        left = await alice.expect("user_left", timeout=window * 3 + NODE_TIMEOUT_MS / 1000 * 3)
+        after = time.monotonic() - killed
+        assert left["socketId"] == gone_sid
+        assert after >= window - 1, after
+        await alice.fence()
+        alice.assert_none("user_left")
+        print(f"\n[recovery across nodes] a client that never came back: user_left {after:.1f} s after kill -9 "
+              f"(window {window} s)")
+    finally:
+        await alice.close()
+        cluster.stop_all()
