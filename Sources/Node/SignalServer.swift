@@ -106,7 +106,9 @@ public final class SignalServer: Sendable {
                 // The gauges are read when scraped; every metric is then rendered by the backend.
                 metrics.rooms.record(adapter.localRoomCount)
                 metrics.sessions.record(engineForMetrics.sessionCount)
-                if let store = namespace.recoveryStore {
+                if namespace.adapter.ledger != nil {
+                    metrics.recoverySuspended.record(namespace.localSockets.ledgerSuspendedCount)
+                } else if let store = namespace.recoveryStore {
                     metrics.recoverySuspended.record(store.count)
                     metrics.recoveryBytes.record(store.bytes)
                 }

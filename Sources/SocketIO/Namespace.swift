@@ -233,7 +233,7 @@ public final class LocalSockets: LocalDelivery {
         }
     }
 
-    var ledgerSuspendedCount: Int { ledgerSuspensions.withLock { $0.sockets.count } }
+    public var ledgerSuspendedCount: Int { ledgerSuspensions.withLock { $0.sockets.count } }
 
     /// The pids of connected recoverable sockets: a client that comes back with the pid of a socket whose drop
     /// this node has not noticed yet takes it over (see `SocketIOConnection.restore`).

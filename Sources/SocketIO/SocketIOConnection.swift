@@ -160,9 +160,14 @@ package final class SocketIOConnection: EngineSessionDelegate {
         let sockets = self.sockets
         self.sockets.removeAll()
         // Only a transport drop is one the client did not choose and may come back from (connection state
-        // recovery); a shutdown is not, as this node's suspended sockets would go with it.
+        // recovery); a shutdown is not, as this node's suspended sockets would go with it, unless they are in
+        // the cluster's ledger.
         let recoverable = reason == .transportClose || reason == .transportError || reason == .pingTimeout
-        for socket in sockets.all { socket.closed(reason: reason.rawValue, recoverable: recoverable) }
+        for socket in sockets.all {
+            // With a ledger, a node that shuts down (a drain) leaves its sockets to be restored elsewhere.
+            let shutdown = reason == .serverShutdown && socket.record != nil
+            socket.closed(reason: reason.rawValue, recoverable: recoverable || shutdown)
+        }
     }
 
     package func engineSessionDidReceivePong(_ session: EngineSession) {

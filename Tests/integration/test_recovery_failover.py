@@ -61,7 +61,9 @@ def sessions(url):
     return 0.0
 
 
-async def test_official_client_recovers_on_another_node_after_its_node_is_killed(lb_cluster):
+@pytest.mark.parametrize("end", ["kill -9", "drain"])
+async def test_official_client_recovers_on_another_node_after_its_node_is_killed(lb_cluster, end):
+    """kill -9, or SIGTERM (a drain: the node closes its sessions and its sockets wait in the ledger)."""
     room = unique("csr-kill")
     nodes = ("node1", "node2", "node3")
     before = {n: sessions(lb_cluster.node_url(n)) for n in nodes}
@@ -87,9 +89,12 @@ async def test_official_client_recovers_on_another_node_after_its_node_is_killed
         await wait_for(lambda: any(e[0] == "message" for e in browser_state(browser)["events"]), TIMEOUT,
                        "browser got 'before'", browser.console_text)
 
-        # kill -9 of the browser's node, and the peer sends at once: the events land in the gap.
+        # The browser's node goes, and the peer sends at once: the events land in the gap.
         killed = time.monotonic()
-        lb_cluster.procs[home].kill()
+        if end == "kill -9":
+            lb_cluster.procs[home].kill()
+        else:
+            lb_cluster.procs[home].terminate()
         sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
         for i in range(K):
             await alice.emit("message", {"roomName": room, "content": f"gap-{i}"})
@@ -128,7 +133,7 @@ async def test_official_client_recovers_on_another_node_after_its_node_is_killed
         await alice.fence()
         assert not [p for e, p in alice.log if e in ("user_left", "user_joined") and p
                     and isinstance(p, dict) and p.get("socketId") == first["id"]], alice.log
-        print(f"\n[recovery across nodes] kill -9 → recovered on another node: {recovered_after * 1000:.0f} ms "
+        print(f"\n[recovery across nodes] {end} → recovered on another node: {recovered_after * 1000:.0f} ms "
               f"(client's default backoff); {K + 1} missed events replayed once, in order")
     finally:
         await asyncio.to_thread(browser.quit)
