@@ -9,8 +9,11 @@ through HAProxy; its peer (python-socketio) connects to another node directly.
 
 import asyncio
 import importlib.util
+import os
+import shutil
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -18,13 +21,13 @@ from conftest import TIMEOUT, swift_binary, unique
 from media_cluster import Browser, require_browser
 from test_recovery import BUNDLE, K, PAGE_SETUP, STREAM_ID, OffsetClient, browser_state, wait_for
 
-spec = importlib.util.spec_from_file_location("failover", swift_binary().parents[2] / "deploy" / "failover.py")
+spec = importlib.util.spec_from_file_location("failover", Path(__file__).resolve().parents[2] / "deploy" / "failover.py")
 
 
 def load_failover():
-    import shutil
-    if shutil.which("haproxy") is None and not __import__("os").path.exists("/usr/sbin/haproxy"):
+    if shutil.which("haproxy") is None and not os.path.exists("/usr/sbin/haproxy"):
         pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    os.environ["PATH"] += ":/usr/sbin"  # Debian's haproxy
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,8 +39,6 @@ NODE_TIMEOUT_MS = 2000
 @pytest.fixture
 def lb_cluster(tmp_path):
     require_browser()
-    import os
-    os.environ["PATH"] += ":/usr/sbin"
     failover = load_failover()
     cluster = failover.Cluster(swift_binary(), tmp_path, ["--recovery-window", "30", "--node-timeout",
                                                           str(NODE_TIMEOUT_MS)], log=lambda *a: None)
