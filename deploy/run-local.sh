@@ -21,6 +21,9 @@
 #   SIGNAL_*          any node setting (see `signal-node --help`), e.g. SIGNAL_LOG_LEVEL=debug;
 #                     SIGNAL_HOST, SIGNAL_PORT, SIGNAL_REDIS_URL (or SIGNAL_REDIS_SENTINEL and
 #                     SIGNAL_REDIS_SENTINEL_MASTER, or SIGNAL_REDIS_CLUSTER) and SIGNAL_NODE_ID are set per node here.
+#                     SIGNAL_RECOVERY_WINDOW defaults to 120 here (the node's own default is 0): connection state
+#                     recovery, across nodes with one Redis or Sentinel; a client of a node you kill -9 comes back
+#                     on another with the same socket and every event it missed. 0 turns it off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -199,7 +202,8 @@ for i in 1 2 3; do
     port="${node_ports[$((i - 1))]}"
     # HAProxy (on loopback) adds X-Forwarded-For: trust it, so per-client limits see the real clients.
     start "node$i" env SIGNAL_HOST=127.0.0.1 SIGNAL_PORT="$port" "${redis_env[@]}" \
-        SIGNAL_NODE_ID="node$i" SIGNAL_TRUSTED_PROXIES="${SIGNAL_TRUSTED_PROXIES:-127.0.0.1}" "$bin"
+        SIGNAL_NODE_ID="node$i" SIGNAL_TRUSTED_PROXIES="${SIGNAL_TRUSTED_PROXIES:-127.0.0.1}" \
+        SIGNAL_RECOVERY_WINDOW="${SIGNAL_RECOVERY_WINDOW:-120}" "$bin"
     wait_for "node$i" http_ok "http://127.0.0.1:$port/healthz"
     node_pids+=("${pids[-1]}")
 done

@@ -434,6 +434,8 @@ package final class SocketIOConnection: EngineSessionDelegate {
         let eventLoop = self.eventLoop
         ledger.entries(after: from, through: through, limit: recovery.maxEvents).hop(to: eventLoop).whenComplete { result in
             let (connection, socket) = bound.value
+            // Gone again while the log was read: it was suspended (or ended) by the close already.
+            guard socket.isConnected else { return }
             guard case .success(let entries?) = result else {
                 connection.logger.debug(
                     "recovery: the client's place is not in the log",
