@@ -333,6 +333,11 @@ public final class RedisAdapter: ClusterRequestAnswering {
             metrics.ignored.increment()
             return
         }
+        // Our own echo: dropped before it is decoded.
+        if ClusterBroadcast.hasUID(uid, payload) {
+            metrics.ignored.increment()
+            return
+        }
         let message: ClusterBroadcast
         do {
             message = try ClusterBroadcast(decoding: payload)

@@ -529,3 +529,35 @@ struct ClusterRequestResponseTests {
         #expect(hex(response.encoded().readableBytesView) == hex(fixture.bytes), sourceLocation: sourceLocation)
     }
 }
+
+// MARK: - Own echoes
+
+@Suite("Own echoes are recognised before decoding")
+struct ClusterBroadcastUIDPeekTests {
+    static func message(uid: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        ClusterBroadcast.encode(
+            uid: uid, packet: BroadcastPacket(event: "message", .string("hi")), options: BroadcastOptions(rooms: ["r"]),
+            into: &buffer)
+        return buffer
+    }
+
+    @Test func aBroadcastOfOursIsOurs() {
+        #expect(ClusterBroadcast.hasUID("Gem_sd", Self.message(uid: "Gem_sd")))
+        let long = String(repeating: "u", count: 40)  // str 8
+        #expect(ClusterBroadcast.hasUID(long, Self.message(uid: long)))
+    }
+
+    @Test func anotherUIDOrAnythingElseIsNot() {
+        #expect(!ClusterBroadcast.hasUID("Gem_sd", Self.message(uid: "Gem_sX")))
+        #expect(!ClusterBroadcast.hasUID("Gem_sd", Self.message(uid: "Gem_s")))
+        #expect(!ClusterBroadcast.hasUID("Gem_s", Self.message(uid: "Gem_sd")))
+        let full = Self.message(uid: "Gem_sd")
+        for length in 0..<8 {  // every truncation of the header and the uid (8 bytes: all of the uid)
+            #expect(!ClusterBroadcast.hasUID("Gem_sd", full.getSlice(at: 0, length: length)!))
+        }
+        #expect(!ClusterBroadcast.hasUID("Gem_sd", ByteBuffer(bytes: [0x92, 0xa6] + Array("Gem_sd".utf8))))  // 2 elements
+        #expect(!ClusterBroadcast.hasUID("Gem_sd", ByteBuffer(bytes: [0x93, 0xc4, 6] + Array("Gem_sd".utf8))))  // bin, not str
+        #expect(!ClusterBroadcast.hasUID("", ByteBuffer()))
+    }
+}

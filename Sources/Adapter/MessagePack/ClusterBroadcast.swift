@@ -85,6 +85,40 @@ public struct ClusterBroadcast: Sendable, Hashable {
         try self.init(value)
     }
 
+    /// Whether `bytes` is a broadcast `[uid, …]` whose uid is `uid`, read from its first bytes without decoding
+    /// the rest: a node skips its own echoes (in pattern mode, every broadcast it publishes comes back) for the
+    /// cost of a comparison. False for anything else, which then goes through the full decode.
+    public static func hasUID(_ uid: String, _ bytes: ByteBuffer) -> Bool {
+        let view = bytes.readableBytesView
+        var index = view.startIndex
+        guard index < view.endIndex else { return false }
+        let header = view[index]
+        // An array of 3 or more elements: fixarray 0x93…0x9f, array 16 (0xdc), array 32 (0xdd).
+        switch header {
+        case 0x93...0x9f: index += 1
+        case 0xdc: index += 3
+        case 0xdd: index += 5
+        default: return false
+        }
+        guard index < view.endIndex else { return false }
+        let length: Int
+        let marker = view[index]
+        switch marker {
+        case 0xa0...0xbf:
+            length = Int(marker & 0x1f)
+            index += 1
+        case 0xd9:
+            guard index + 1 < view.endIndex else { return false }
+            length = Int(view[index + 1])
+            index += 2
+        default:
+            return false
+        }
+        let utf8 = uid.utf8
+        guard length == utf8.count, view.endIndex - index >= length else { return false }
+        return view[index..<(index + length)].elementsEqual(utf8)
+    }
+
     /// Reads a broadcast from its decoded value `[uid, packet, opts]`.
     public init(_ value: PacketValue) throws(ClusterMessageError) {
         // Node destructures `const [uid, packet, opts] = decode(msg)`: extra elements are ignored.
