@@ -202,7 +202,12 @@ enum FuzzTargets {
             var encoded = ByteBuffer()
             broadcast.encode(into: &encoded)
             require((try? ClusterBroadcast(decoding: encoded)) != nil, "re-encoded broadcast does not decode")
+            // The echo check before decoding never claims a uid the decoder does not read (it may say no where
+            // the decoder reads one: a non-canonical string header, which then goes through the full decode).
+            require(!ClusterBroadcast.hasUID(broadcast.uid + "x", bytes), "hasUID takes a longer uid")
+            if ClusterBroadcast.hasUID("Gem_sd", bytes) { require(broadcast.uid == "Gem_sd", "hasUID disagrees") }
         }
+        _ = ClusterBroadcast.hasUID("Gem_sd", bytes)
         _ = try? ClusterRequest(decoding: bytes)
         _ = ClusterChannels.parse(String(decoding: data, as: UTF8.self))
     }
