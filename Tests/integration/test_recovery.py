@@ -132,22 +132,8 @@ async def test_official_client_recovers_a_dropped_transport_with_every_missed_ev
         recovered_after = time.monotonic() - dropped
         again = state["connects"][1]
         assert again == {"id": first["id"], "recovered": True}, state["connects"]
-        await alice.emit("message", {"roomName": room, "content": "after"})
-        await wait_for(lambda: any(e[0] == "message" and e[1]["content"] == "after"
-                                   for e in browser_state(browser)["events"]), TIMEOUT, "browser got 'after'")
-
-        events = browser_state(browser)["events"]
-        seen = [(e[0], e[1]["content"]) if e[0] == "message" else (e[0], e[1].get("fromPeer")) for e in events
-                if e[0] in ("message", "offer")]
-        expected = ([("message", "before")] + [("message", f"gap-{i}") for i in range(K // 2 + 1)]
-                    + [("offer", alice.sid)] + [("message", f"gap-{i}") for i in range(K // 2 + 1, K)]
-                    + [("message", "after")])
-        assert seen == expected
-        # Each event's last argument is its offset, all distinct and increasing.
-        offsets = [e[-1] for e in events if e[0] in ("message", "offer")]
+        offsets = await expect_gap_replayed(browser, alice, room)
         assert all(OFFSET.match(o) for o in offsets), offsets
-        numbers = [int(o.rsplit("-", 1)[1]) for o in offsets]
-        assert numbers == sorted(set(numbers)), numbers
 
         # The peer heard nothing of the drop: a fence (its own later message, which it receives) first.
         await browser_state_fence(browser, room)
@@ -162,6 +148,27 @@ async def test_official_client_recovers_a_dropped_transport_with_every_missed_ev
     finally:
         await asyncio.to_thread(browser.quit)
         await alice.close()
+
+
+async def expect_gap_replayed(browser, alice, room):
+    """The peer sends 'after'; the browser must then have 'before', the K gap messages with alice's offer among
+    them, and 'after', each once and in order, with distinct, increasing offsets (returned)."""
+    await alice.emit("message", {"roomName": room, "content": "after"})
+    await wait_for(lambda: any(e[0] == "message" and e[1]["content"] == "after"
+                               for e in browser_state(browser)["events"]), TIMEOUT, "browser got 'after'")
+    events = browser_state(browser)["events"]
+    seen = [(e[0], e[1]["content"]) if e[0] == "message" else (e[0], e[1].get("fromPeer")) for e in events
+            if e[0] in ("message", "offer")]
+    expected = ([("message", "before")] + [("message", f"gap-{i}") for i in range(K // 2 + 1)]
+                + [("offer", alice.sid)] + [("message", f"gap-{i}") for i in range(K // 2 + 1, K)]
+                + [("message", "after")])
+    assert seen == expected
+    # Each event's last argument is its offset: "<tag>-<n>" (one node) or a stream id (across nodes).
+    offsets = [e[-1] for e in events if e[0] in ("message", "offer")]
+    numbers = [tuple(int(part) for part in o.split("-")) if STREAM_ID.match(o) else int(o.rsplit("-", 1)[1])
+               for o in offsets]
+    assert numbers == sorted(set(numbers)), offsets
+    return offsets
 
 
 async def browser_state_fence(browser, room):

@@ -83,4 +83,11 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(try ClusterBroadcast(decoding: encodedOffer))
         }
     }
+
+    // What a node pays for its own echo (pattern mode) since it is recognised before the decode.
+    Benchmark("ClusterBroadcast.hasUID (own echo of an offer)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(ClusterBroadcast.hasUID("MhorfW", encodedOffer))
+        }
+    }
 }
