@@ -201,26 +201,51 @@ final class RedisLedger: RecoveryLedger {
         }
     }
 
-    func entries(after: StreamOffset, through: StreamOffset, limit: Int) -> EventLoopFuture<[LedgerEntry]?> {
+    /// Entries read per `XRANGE` while looking for a socket's missed events.
+    static let page = 512
+
+    func entries(
+        after: StreamOffset,
+        through: StreamOffset,
+        limit: Int,
+        where wanted: @escaping @Sendable (LedgerEntry) -> Bool
+    ) -> EventLoopFuture<[LedgerEntry]?> {
         let connection = writer()
         let eventLoop = connection.eventLoop
-        guard after < through else {
-            // Nothing between; the place must still exist for the replay to be whole.
-            return placeExists(after, on: connection).map { $0 ? [] : nil }
-        }
         return placeExists(after, on: connection).flatMap { exists -> EventLoopFuture<[LedgerEntry]?> in
             guard exists else { return eventLoop.makeSucceededFuture(nil) }
-            return connection.send([
-                "XRANGE", .string(self.streamKey), .string("(" + after.description), .string(through.description),
-                "COUNT", .string(String(limit + 1)),
-            ]).map { reply -> [LedgerEntry]? in
-                let raw = Self.entries(ofRange: reply)
-                guard raw.count <= limit else { return nil }
-                return raw.compactMap { id, bytes in
-                    guard bytes.readableBytes > 0, let message = try? ClusterBroadcast(decoding: bytes) else { return nil }
-                    return LedgerEntry(id: id, packet: message.packet, options: message.options)
-                }
+            return self.readPages(after: after, through: through, limit: limit, wanted: wanted, found: [], on: connection)
+        }
+    }
+
+    /// The wanted entries after `after` up to `through`, a page at a time (the log holds every socket's events,
+    /// so a short gap in a busy namespace is many entries, few of them this socket's).
+    private func readPages(
+        after: StreamOffset,
+        through: StreamOffset,
+        limit: Int,
+        wanted: @escaping @Sendable (LedgerEntry) -> Bool,
+        found: [LedgerEntry],
+        on connection: RedisConnection
+    ) -> EventLoopFuture<[LedgerEntry]?> {
+        guard after < through else { return connection.eventLoop.makeSucceededFuture(found) }
+        return connection.send([
+            "XRANGE", .string(streamKey), .string("(" + after.description), .string(through.description),
+            "COUNT", .string(String(Self.page)),
+        ]).flatMap { reply -> EventLoopFuture<[LedgerEntry]?> in
+            let raw = Self.entries(ofRange: reply)
+            var found = found
+            for (id, bytes) in raw {
+                guard bytes.readableBytes > 0, let message = try? ClusterBroadcast(decoding: bytes) else { continue }
+                let entry = LedgerEntry(id: id, packet: message.packet, options: message.options)
+                guard wanted(entry) else { continue }
+                found.append(entry)
+                if found.count > limit { return connection.eventLoop.makeSucceededFuture(nil) }
             }
+            guard raw.count == Self.page, let last = raw.last?.0 else {
+                return connection.eventLoop.makeSucceededFuture(found)
+            }
+            return self.readPages(after: last, through: through, limit: limit, wanted: wanted, found: found, on: connection)
         }
     }
 

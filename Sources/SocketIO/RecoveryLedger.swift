@@ -167,7 +167,13 @@ public protocol RecoveryLedger: AnyObject, Sendable {
     func release(socket: SocketID) -> EventLoopFuture<RecoveryRelease>
     /// Who owns the record of each socket (for the presence reaper of a dead node).
     func fates(of sockets: [SocketID]) -> EventLoopFuture<[RecoveryFate]>
-    /// The entries after `after` up to `through` included, in order; nil when the log no longer has `after`
-    /// (trimmed, or Redis lost it): the client's place is unknown. At most `limit` entries, else nil too.
-    func entries(after: StreamOffset, through: StreamOffset, limit: Int) -> EventLoopFuture<[LedgerEntry]?>
+    /// The entries after `after` up to `through` included that `wanted` accepts, in order; nil when the log no
+    /// longer has `after` (trimmed, or Redis lost it): the client's place is unknown. More than `limit` of them
+    /// is nil too.
+    func entries(
+        after: StreamOffset,
+        through: StreamOffset,
+        limit: Int,
+        where wanted: @escaping @Sendable (LedgerEntry) -> Bool
+    ) -> EventLoopFuture<[LedgerEntry]?>
 }

@@ -432,45 +432,57 @@ package final class SocketIOConnection: EngineSessionDelegate {
         socket.record = record
         let bound = NIOLoopBound((self, socket), eventLoop: eventLoop)
         let eventLoop = self.eventLoop
-        ledger.entries(after: from, through: through, limit: recovery.maxEvents).hop(to: eventLoop).whenComplete { result in
-            let (connection, socket) = bound.value
-            // Gone again while the log was read: it was suspended (or ended) by the close already.
-            guard socket.isConnected else { return }
-            guard case .success(let entries?) = result else {
-                connection.logger.debug(
-                    "recovery: the client's place is not in the log",
-                    metadata: ["from": "\(from)", "through": "\(through)", "result": "\(result)"]
-                )
-                // Not restorable whole: the socket ends (leaves its rooms here, goodbyes), the client starts anew.
-                namespace.metrics.recovery(.refused)
-                socket.record = nil
-                if connection.sockets[namespace.name] === socket { connection.sockets[namespace.name] = nil }
-                socket.closed(reason: "recovery failed")
-                _ = ledger.release(socket: socket.id)
-                connection.connectNewIfStillWanted(namespace, auth: auth)
-                return
+        let wanted: @Sendable (LedgerEntry) -> Bool = { [record] entry in record.receives(entry.id, options: entry.options) }
+        ledger.entries(after: from, through: through, limit: recovery.maxEvents, where: wanted).hop(to: eventLoop)
+            .whenComplete { result in
+                let (connection, socket) = bound.value
+                connection.finishRestore(namespace, socket: socket, ledger: ledger, record: record, auth: auth, missed: result)
             }
-            namespace.metrics.recovery(.restored)
-            let answer = PacketValue.object([("sid", .string(socket.id)), ("pid", .string(record.pid))])
-            connection.send(SocketIOPacket(type: .connect, nsp: namespace.name, data: answer).engineFrames())
-            var replayed: [[EngineFrame]] = []
-            for entry in entries where record.receives(entry.id, options: entry.options) {
-                if let name = entry.packet.eventName, namespace.localSockets.filteredEvents.contains(name),
-                    !(socket.binding?.shouldDeliver(entry.packet, to: socket) ?? true)
-                {
-                    continue
-                }
-                replayed.append(
-                    RecoveryLog.appendingOffset(
-                        entry.id.description,
-                        to: SocketIOPacket(type: .event, nsp: namespace.name, data: .array(entry.packet.data)).engineFrames()
-                    )
-                )
-            }
-            socket.finishReplay(replayed)
-            socket.binding?.connected(socket)
-            socket.saveRecord()
+    }
+
+    /// The log was read for a restored socket: sends the CONNECT answer, the missed events and what arrived
+    /// meanwhile; or, when the client's place is not in the log, ends the socket and starts a new session.
+    private func finishRestore(
+        _ namespace: Namespace,
+        socket: Socket,
+        ledger: any RecoveryLedger,
+        record: RecoveryRecord,
+        auth: PacketValue?,
+        missed: Result<[LedgerEntry]?, any Error>
+    ) {
+        // Gone again while the log was read: it was suspended (or ended) by the close already.
+        guard socket.isConnected else { return }
+        guard case .success(let entries?) = missed else {
+            logger.debug("recovery: the client's place is not in the log", metadata: ["result": "\(missed)"])
+            // Not restorable whole: the socket ends (leaves its rooms here, goodbyes), the client starts anew.
+            namespace.metrics.recovery(.refused)
+            socket.record = nil
+            if sockets[namespace.name] === socket { sockets[namespace.name] = nil }
+            socket.closed(reason: "recovery failed")
+            _ = ledger.release(socket: socket.id)
+            connectNewIfStillWanted(namespace, auth: auth)
+            return
         }
+        namespace.metrics.recovery(.restored)
+        let answer = PacketValue.object([("sid", .string(socket.id)), ("pid", .string(record.pid))])
+        send(SocketIOPacket(type: .connect, nsp: namespace.name, data: answer).engineFrames())
+        var replayed: [[EngineFrame]] = []
+        for entry in entries {
+            if let name = entry.packet.eventName, namespace.localSockets.filteredEvents.contains(name),
+                !(socket.binding?.shouldDeliver(entry.packet, to: socket) ?? true)
+            {
+                continue
+            }
+            replayed.append(
+                RecoveryLog.appendingOffset(
+                    entry.id.description,
+                    to: SocketIOPacket(type: .event, nsp: namespace.name, data: .array(entry.packet.data)).engineFrames()
+                )
+            )
+        }
+        socket.finishReplay(replayed)
+        socket.binding?.connected(socket)
+        socket.saveRecord()
     }
 
     /// Answers a CONNECT with CONNECT_ERROR; a session that keeps failing is closed.

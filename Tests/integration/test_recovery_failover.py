@@ -8,6 +8,7 @@ through HAProxy; its peer (python-socketio) connects to another node directly.
 """
 
 import asyncio
+import json
 import importlib.util
 import os
 import shutil
@@ -166,4 +167,97 @@ async def test_a_killed_nodes_client_that_never_returns_gets_one_user_left_after
               f"(window {window} s)")
     finally:
         await alice.close()
+        cluster.stop_all()
+
+
+class RawClient:
+    """Socket.IO v5 over one aiohttp websocket, speaking recovery as socket.io-client does: it keeps the pid of
+    the CONNECT answer and the last event's offset, and sends both when it connects again. Reconnects only when
+    told, so that a test decides how long the gap is."""
+
+    def __init__(self, url):
+        self.url = url
+        self.events = []
+        self.pid = None
+        self.offset = None
+        self.answer = None
+
+    async def connect(self, url=None):
+        import aiohttp
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect((url or self.url).replace("http", "ws")
+                                                + "/socket.io/?EIO=4&transport=websocket")
+        opening = await self.ws.receive()
+        assert opening.data.startswith("0"), opening.data
+        auth = {"pid": self.pid, "offset": self.offset} if self.pid else {}
+        await self.ws.send_str("40" + (json.dumps({k: v for k, v in auth.items() if v is not None}) if auth else ""))
+        self.connected = asyncio.get_running_loop().create_future()
+        self.reader = asyncio.create_task(self._read())
+        self.answer = await asyncio.wait_for(self.connected, TIMEOUT)
+        self.pid = self.answer.get("pid")
+        return self.answer
+
+    async def _read(self):
+        async for message in self.ws:
+            data = message.data
+            if data == "2":
+                await self.ws.send_str("3")
+            elif data.startswith("40") and not self.connected.done():
+                self.connected.set_result(json.loads(data[2:]))
+            elif data.startswith("42"):
+                event = json.loads(data[2:])
+                if len(event) > 1 and isinstance(event[-1], str) and STREAM_ID.match(event[-1]):
+                    self.offset = event[-1]
+                self.events.append(event)
+
+    async def emit(self, event, data):
+        await self.ws.send_str("42" + json.dumps([event, data]))
+
+    async def drop(self):
+        self.reader.cancel()
+        await self.ws.close()
+        await self.session.close()
+
+
+async def test_a_busy_namespace_gap_is_replayed_whole(tmp_path):
+    """The log holds every room's traffic: a gap of 1,500 other entries around the 6 for this socket (read back
+    a page at a time) still restores it, with exactly its 6."""
+    failover = load_failover()
+    cluster = failover.Cluster(swift_binary(), tmp_path, ["--recovery-window", "30", "--node-timeout",
+                                                          str(NODE_TIMEOUT_MS), "--event-rate", "100000",
+                                                          "--event-burst", "100000", "--address-event-rate", "0"],
+                               log=lambda *a: None)
+    cluster.start_redis()
+    for name in ("node1", "node2"):
+        cluster.start_node(name)
+    room, noisy = unique("csr-busy"), unique("csr-noise")
+    client = RawClient(cluster.node_url("node1"))
+    alice = OffsetClient(cluster.node_url("node2"), "websocket", "alice")
+    noise = OffsetClient(cluster.node_url("node2"), "websocket", "noise")
+    try:
+        first = await client.connect()
+        await client.emit("join_room", {"roomName": room, "personName": "raw"})
+        for c, r in ((alice, room), (noise, noisy)):
+            await c.connect()
+            await c.emit("join_room", {"roomName": r, "personName": c.name})
+        await alice.expect("user_joined")
+        await alice.emit("message", {"roomName": room, "content": "before"})
+        await wait_for(lambda: any(e[0] == "message" for e in client.events), TIMEOUT, "'before' arrived")
+        await client.drop()
+        cluster.procs["node1"].kill()
+        for i in range(1500):
+            await noise.sio.emit("message", {"roomName": noisy, "content": f"noise-{i}"})
+            if i % 250 == 0:
+                await alice.emit("message", {"roomName": room, "content": f"gap-{i // 250}"})
+        await noise.fence()
+        again = await client.connect(cluster.node_url("node2"))
+        assert again == {"sid": first["sid"], "pid": first["pid"]}
+        await alice.emit("message", {"roomName": room, "content": "after"})
+        await wait_for(lambda: any(e[0] == "message" and e[1]["content"] == "after" for e in client.events),
+                       TIMEOUT, "'after' arrived")
+        got = [e[1]["content"] for e in client.events if e[0] == "message"]
+        assert got == ["before"] + [f"gap-{i}" for i in range(6)] + ["after"]
+    finally:
+        for c in (alice, noise):
+            await c.close()
         cluster.stop_all()
