@@ -78,11 +78,6 @@ public final class Socket {
     /// does not answer within the connection's ack timeout, is gone, or has too many unanswered requests.
     public func emit(_ event: String, _ arguments: [PacketValue], ack: (([PacketValue]) -> Void)? = nil) {
         guard isConnected else { return }
-        if ack == nil, record != nil {
-            // Through the log like any broadcast, so that it has an offset and can be replayed on any node.
-            namespace.emit(event, arguments, to: [id])
-            return
-        }
         var packet = SocketIOPacket(type: .event, nsp: namespace.name, data: .array([.string(event)] + arguments))
         namespace.metrics.eventDelivered(event, count: 1)
         if let ack, let limits = connection?.limits {
