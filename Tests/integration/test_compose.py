@@ -4,6 +4,12 @@ machine), `docker-compose up` with the shipped compose file, the seed's events a
 through HAProxy with python-socketio clients and one headless Chromium on the demo page, then
 `docker-compose kill -s SIGKILL node2`, `docker-compose restart redis`, and `docker-compose down -v`.
 
+Then the variants (issue 16), each its own project with the base file + an override: deploy/docker-compose.cluster.yml
+(Redis Cluster, 3 masters + 3 replicas, the sharded adapter) and deploy/docker-compose.sentinel.yml (a primary, a
+replica, 3 sentinels): a message crosses node1 <-> node3 once, the Redis master of the room's channel (the Sentinel
+primary) is killed with `docker-compose kill -s SIGKILL`, cross-node delivery must resume within 30 s, exactly once,
+and `down -v` leaves nothing.
+
 The test's traffic goes only to the ports compose publishes on 127.0.0.1 (free ports, chosen here, selected with
 the compose file's SIGNAL_LB_PUBLISH / SIGNAL_NODE<i>_PUBLISH); the containers talk on the compose network.
 
@@ -14,6 +20,7 @@ $SIGNAL_COMPOSE_NODE_BIN, else offline-images.sh builds it (`swift build -c rele
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -105,14 +112,23 @@ def test_node_serves_without_root(tmp_path):
 # The compose cluster
 # --------------------------------------------------------------------------------------------------
 
+def compose_env():
+    """The environment of docker-compose and offline-images.sh: SIGNAL_NODE_BIN (the tests' debug build) is not the
+    image's binary; SIGNAL_COMPOSE_NODE_BIN is."""
+    env = {k: v for k, v in os.environ.items() if k != "SIGNAL_NODE_BIN"}
+    if os.environ.get("SIGNAL_COMPOSE_NODE_BIN"):
+        env["SIGNAL_NODE_BIN"] = os.environ["SIGNAL_COMPOSE_NODE_BIN"]
+    return env
+
+
 class Compose:
-    def __init__(self):
+    def __init__(self, *overrides):
+        """The base compose file, plus override files (a variant: deploy/docker-compose.cluster.yml, ...)."""
+        self.files = [COMPOSE, *overrides]
         self.project = f"signaltest{uuid.uuid4().hex[:8]}"
         self.lb_port = free_port()
         self.node_ports = {name: free_port() for name in NODES}
-        self.env = {k: v for k, v in os.environ.items() if k != "SIGNAL_NODE_BIN"}
-        if os.environ.get("SIGNAL_COMPOSE_NODE_BIN"):
-            self.env["SIGNAL_NODE_BIN"] = os.environ["SIGNAL_COMPOSE_NODE_BIN"]
+        self.env = compose_env()
         self.env.update(SIGNAL_LB_PUBLISH=f"127.0.0.1:{self.lb_port}",
                         **{f"SIGNAL_{n.upper()}_PUBLISH": str(p) for n, p in self.node_ports.items()})
         self.up_done = False
@@ -126,8 +142,8 @@ class Compose:
         return f"http://127.0.0.1:{self.node_ports[name]}"
 
     def dc(self, *args, timeout=300, check=True):
-        return run(["docker-compose", "-f", str(COMPOSE), "-p", self.project, *args], env=self.env,
-                   timeout=timeout, check=check)
+        files = [arg for path in self.files for arg in ("-f", str(path))]
+        return run(["docker-compose", *files, "-p", self.project, *args], env=self.env, timeout=timeout, check=check)
 
     def container(self, service):
         """The container id (names differ between docker-compose v1 and v2), or None."""
@@ -168,28 +184,37 @@ def docker_available():
 
 
 @pytest.fixture(scope="module")
-def compose():
+def images():
+    """deploy/offline-images.sh, once for the module: the variables that select its images (SIGNAL_*_IMAGE), and
+    SIGNAL_NOFILE where dockerd's own descriptor limit is lower than the compose file's."""
     if not SWIFT:
         pytest.skip("the compose cluster runs the signal-node image")
     docker_available()
-    cluster = Compose()
     started = time.monotonic()
-    result = run(["bash", str(DEPLOY / "offline-images.sh")], env=cluster.env, timeout=3600, check=False)
+    result = run(["bash", str(DEPLOY / "offline-images.sh")], env=compose_env(), timeout=3600, check=False)
     if result.returncode != 0:
         text = result.stdout + result.stderr
         if "dockerd did not come up" in text:
             unavailable(f"Docker cannot run here:\n{text[-3000:]}")
         pytest.fail(f"deploy/offline-images.sh failed:\n{text[-6000:]}", pytrace=False)
     FIGURES["images_s"] = time.monotonic() - started
+    settings = {}
     for line in result.stdout.splitlines():
         if line.startswith("export "):
             for key, value in re.findall(r"(\w+)='([^']*)'", line):
-                cluster.env[key] = value
+                settings[key] = value
     # Docker cannot give a container more descriptors than dockerd's own hard limit (20000 in this sandbox).
     limit = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh",
-                 cluster.env["SIGNAL_NODE_IMAGE"], "-c", "ulimit -Hn"]).stdout.strip()
+                 settings["SIGNAL_NODE_IMAGE"], "-c", "ulimit -Hn"]).stdout.strip()
     if limit.isdigit() and int(limit) < 65536:
-        cluster.env["SIGNAL_NOFILE"] = limit
+        settings["SIGNAL_NOFILE"] = limit
+    return settings
+
+
+@pytest.fixture(scope="module")
+def compose(images):
+    cluster = Compose()
+    cluster.env.update(images)
     try:
         started = time.monotonic()
         cluster.dc("up", "-d", "--no-build")
@@ -600,3 +625,290 @@ def test_down_leaves_nothing(compose):
     assert compose.leftovers() == {}, compose.leftovers()
     remaining = set(run(["docker", "volume", "ls", "-q"]).stdout.split()) & volumes
     assert not remaining, f"volumes left: {remaining}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The variants: deploy/docker-compose.cluster.yml (Redis Cluster) and deploy/docker-compose.sentinel.yml (Sentinel)
+# --------------------------------------------------------------------------------------------------
+
+CLUSTER_REDIS = ("redis", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6")
+# A container failover: the Redis side takes ~3-4 s (cluster-node-timeout / down-after-milliseconds 2000), then
+# the nodes follow; generous, for a loaded 2-core machine.
+FAILOVER_WAIT = float(os.environ.get("COMPOSE_FAILOVER_WAIT", "30"))
+
+
+@contextlib.contextmanager
+def variant(images, override):
+    """`up -d` of the base file + `override` (own project, free ports), until every node's /readyz is 200; `down -v`
+    at the end whatever happened (the test itself checks that it leaves nothing)."""
+    cluster = Compose(DEPLOY / override)
+    cluster.env.update(images)
+    cluster.t0 = started = time.monotonic()
+    try:
+        cluster.dc("up", "-d", "--no-build")
+        cluster.up_s = time.monotonic() - started
+        deadline = time.monotonic() + WAIT
+        for name in NODES:
+            assert first_ok(cluster.node_url(name) + "/readyz", deadline), \
+                f"{name}: /readyz not 200 within {WAIT} s of `up`\n{cluster.logs()}"
+        cluster.ready_s = time.monotonic() - started
+        cluster.containers = project_containers(cluster)
+        yield cluster
+    finally:
+        cluster.dc("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+
+
+def down_leaves_nothing(cluster):
+    started = time.monotonic()
+    cluster.dc("down", "-v", "--remove-orphans", "--timeout", "5")
+    assert cluster.leftovers() == {}, cluster.leftovers()
+    return time.monotonic() - started
+
+
+def project_containers(cluster):
+    """{service: (container id, IP address on the compose network)} of the project's containers, in two docker
+    calls (docker-compose takes a second a call here)."""
+    label = f"label=com.docker.compose.project={cluster.project}"
+    ids = run(["docker", "ps", "-aq", "--filter", label]).stdout.split()
+    found = {}
+    for info in json.loads(run(["docker", "inspect", *ids]).stdout) if ids else []:
+        service = info["Config"]["Labels"]["com.docker.compose.service"]
+        ip = next((n["IPAddress"] for n in info["NetworkSettings"]["Networks"].values() if n.get("IPAddress")), None)
+        found[service] = (info["Id"], ip)
+    return found
+
+
+def redis_cli(cluster, service, *args, port=6379, check=True):
+    """redis-cli in the service's container (docker exec: the containers' addresses are the compose network's)."""
+    result = run(["docker", "exec", cluster.containers[service][0], "redis-cli", "-p", str(port), *args], timeout=20,
+                 check=check)
+    return result.stdout
+
+
+def container_ips(cluster, services):
+    """{IP address on the compose network: service}."""
+    return {cluster.containers[s][1]: s for s in services}
+
+
+def cluster_nodes(cluster, via):
+    """CLUSTER NODES as `via` sees it: [{id, ip, flags, master, slots}]."""
+    rows = []
+    for line in redis_cli(cluster, via, "cluster", "nodes").splitlines():
+        fields = line.split()
+        if len(fields) >= 8:
+            rows.append({"id": fields[0], "ip": fields[1].split(":")[0], "flags": fields[2].split(","),
+                         "master": fields[3], "slots": fields[8:]})
+    return rows
+
+
+def owns(slots, slot):
+    for part in slots:
+        if part.startswith("["):  # a slot being migrated
+            continue
+        low, _, high = part.partition("-")
+        if int(low) <= slot <= int(high or low):
+            return True
+    return False
+
+
+def seconds(value):
+    return "?" if value is None else f"{value:.2f} s"
+
+
+def delivery_figures(figures):
+    back = ", ".join(f"{seconds(v)} at {k}" for k, v in figures["delivery_back_s"].items())
+    lost = ", ".join(f"{v} at {k}" for k, v in figures["probes_lost"].items())
+    return f"cross-node delivery back {back} after the kill (probes lost, one each 200 ms: {lost})"
+
+
+def content_is(content):
+    return lambda d: isinstance(d, dict) and d.get("content") == content
+
+
+def contents(client, prefix):
+    return [d.get("content") for d in client.got("message", lambda d: isinstance(d, dict)
+                                                  and str(d.get("content", "")).startswith(prefix))]
+
+
+def killed_at(cluster, service):
+    """When Docker saw the container die (epoch seconds): the kill itself, not the docker-compose command around it."""
+    state = json.loads(run(["docker", "inspect", cluster.containers[service][0]]).stdout)[0]["State"]
+    assert not state["Running"], f"{service} still runs: {state}"
+    return parse_time(state["FinishedAt"])
+
+
+def logged_at(cluster, service, text):
+    """When the service's container first logged a line containing `text` (Docker's own timestamps, epoch
+    seconds), or None."""
+    logs = run(["docker", "logs", "-t", cluster.containers[service][0]], check=False)
+    for line in (logs.stdout + logs.stderr).splitlines():
+        if text in line:
+            return parse_time(line.split(" ", 1)[0])
+    return None
+
+
+async def until(check, timeout, what, interval=0.2):
+    """Poll a blocking `check` (off the event loop) until it is true; the monotonic time it was first seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(check):
+            return time.monotonic()
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+async def cross_node_failover(cluster, label, room, victim, promoted):
+    """A client on node1 and one on node3 (their published ports, websocket) in `room`: a message each way arrives
+    once; then `docker-compose kill -s SIGKILL <victim>` and probes both ways every 200 ms until each side hears
+    the other again (within FAILOVER_WAIT); then 5 more messages each way. Every message arrives exactly once at
+    both clients (the sender's own copy is local), nobody is disconnected, and /readyz is 200 again on the three
+    nodes. `promoted()` (blocking) is when Redis failed over (epoch seconds, from a container's log), a figure only.
+    Returns the figures, in seconds after the container died."""
+    a = Client(f"{label}-node1", cluster.node_url("node1"), ["websocket"])
+    b = Client(f"{label}-node3", cluster.node_url("node3"), ["websocket"])
+    pairs = ((a, b), (b, a))
+    wall = time.time() - time.monotonic()  # monotonic -> epoch seconds
+
+    async def say(sender, content):
+        await sender.sio.emit("message", {"roomName": room, "personName": sender.name, "content": content})
+
+    try:
+        await connect_all([a, b])
+        await a.join(room)
+        await b.join(room)
+        await a.expect("user_joined", joined(room, b.sid))  # node3 -> node1 through Redis
+        # /readyz is 200 once every channel the node wants (the room's, on a Redis Cluster) is acknowledged
+        for name in ("node1", "node3"):
+            assert first_ok(cluster.node_url(name) + "/readyz", time.monotonic() + WAIT), f"{label}: {name} /readyz"
+        for sender, _ in pairs:
+            await say(sender, f"before-{sender.name}")
+        for c in (a, b):
+            for sender, _ in pairs:
+                await c.expect("message", content_is(f"before-{sender.name}"))
+
+        killed = time.monotonic()
+        await asyncio.to_thread(cluster.dc, "kill", "-s", "SIGKILL", victim)
+        figures = {"kill_command_s": time.monotonic() - killed}
+        back = {}
+        n = 0
+        while len(back) < 2 and time.monotonic() < killed + FAILOVER_WAIT:
+            n += 1
+            for sender, _ in pairs:
+                await say(sender, f"probe-{sender.name}-{n}")
+            await asyncio.sleep(0.2)
+            for sender, receiver in pairs:
+                if receiver.name not in back:
+                    arrived = [t for t, e, d in receiver.events if e == "message" and isinstance(d, dict)
+                               and str(d.get("content", "")).startswith(f"probe-{sender.name}-")]
+                    if arrived:
+                        back[receiver.name] = min(arrived) + wall
+        assert len(back) == 2, (f"{label}: cross-node delivery not back within {FAILOVER_WAIT} s of the SIGKILL of "
+                                f"{victim}: back at {back}; probes sent {n} each way\n{cluster.logs()}")
+        died = await asyncio.to_thread(killed_at, cluster, victim)
+        figures["delivery_back_s"] = {name: at - died for name, at in back.items()}
+        promoted_at = await asyncio.to_thread(promoted)
+        figures["promoted_s"] = None if promoted_at is None else promoted_at - died
+        for name in NODES:
+            seen = first_ok(cluster.node_url(name) + "/readyz", time.monotonic() + WAIT)
+            assert seen, f"{label}: {name} /readyz not 200 again within {WAIT} s\n{cluster.logs()}"
+
+        for i in range(5):
+            for sender, _ in pairs:
+                await say(sender, f"after-{sender.name}-{i}")
+        for c in (a, b):
+            for sender, _ in pairs:
+                await c.expect("message", content_is(f"after-{sender.name}-4"))
+        await asyncio.sleep(1.0)  # a duplicate would come within this
+        for c in (a, b):
+            for sender, _ in pairs:
+                for prefix, expected in ((f"before-{sender.name}", [f"before-{sender.name}"]),
+                                         (f"after-{sender.name}-", [f"after-{sender.name}-{i}" for i in range(5)])):
+                    got = contents(c, prefix)
+                    assert got == expected, f"{label}: {c.name} got {got}, not {expected} (exactly once, in order)"
+                probes = contents(c, f"probe-{sender.name}-")
+                assert len(probes) == len(set(probes)), f"{label}: {c.name} got a probe twice: {probes}"
+                if c is sender:  # its own copies are local: all of them, Redis or not
+                    assert len(probes) == n, f"{label}: {c.name} has {len(probes)} of its {n} probes"
+        assert a.disconnects == 0 and b.disconnects == 0, f"{label}: disconnects {a.disconnects}, {b.disconnects}"
+        figures["probes_lost"] = {r.name: n - len(contents(r, f"probe-{s.name}-")) for s, r in pairs}
+        return figures
+    finally:
+        await close_all([a, b])
+
+
+@pytest.fixture
+def cluster_variant(images):
+    with variant(images, "docker-compose.cluster.yml") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def sentinel_variant(images):
+    with variant(images, "docker-compose.sentinel.yml") as cluster:
+        yield cluster
+
+
+async def test_redis_cluster_variant_master_failover(cluster_variant):
+    """deploy/docker-compose.cluster.yml: 3 masters + 3 replicas made by redis-cluster-init, the nodes on the sharded
+    adapter. The seed's message crosses node1 <-> node3 once; SIGKILL of the master that owns the room's channel
+    slot; its replica is promoted and cross-node delivery resumes, exactly once."""
+    cluster = cluster_variant
+    info = redis_cli(cluster, "redis", "cluster", "info")
+    assert "cluster_state:ok" in info and "cluster_size:3" in info and "cluster_known_nodes:6" in info, info
+    room = f"compose-cluster-{uuid.uuid4().hex[:8]}"
+    channel = f"socket.io#/#{room}#"
+    slot = int(redis_cli(cluster, "redis", "cluster", "keyslot", channel).strip())
+    ips = container_ips(cluster, CLUSTER_REDIS)
+    rows = cluster_nodes(cluster, "redis")
+    masters = [r for r in rows if "master" in r["flags"]]
+    assert len(masters) == 3 and len([r for r in rows if "slave" in r["flags"]]) == 3, rows
+    owner = next(r for r in masters if owns(r["slots"], slot))
+    replica = next(r for r in rows if r["master"] == owner["id"])
+    victim, heir = ips[owner["ip"]], ips[replica["ip"]]
+    # The replica must be in sync before its master dies, or it cannot take over.
+    await until(lambda: "master_link_status:up" in redis_cli(cluster, heir, "info", "replication"), WAIT,
+                f"{heir} replicating {victim}")
+
+    figures = await cross_node_failover(cluster, "cluster", room, victim,
+                                        lambda: logged_at(cluster, heir, "Failover election won"))
+    assert redis_cli(cluster, heir, "role").startswith("master"), f"{heir} was not promoted"
+    info = redis_cli(cluster, heir, "cluster", "info")
+    assert "cluster_state:ok" in info, info
+    down_s = down_leaves_nothing(cluster)
+    REPORT_LINES.append(
+        f"compose Redis Cluster variant: up -d {cluster.up_s:.1f} s (every /readyz 200 at {cluster.ready_s:.1f} s); "
+        f"SIGKILL of {victim}, master of the room channel's slot {slot} (the kill command took "
+        f"{figures['kill_command_s']:.2f} s): {heir} won the failover election {seconds(figures['promoted_s'])} after "
+        f"the kill; {delivery_figures(figures)}; down -v {down_s:.1f} s; test {time.monotonic() - cluster.t0:.0f} s")
+
+
+async def test_sentinel_variant_primary_failover(sentinel_variant):
+    """deploy/docker-compose.sentinel.yml: primary `redis`, `redis-replica`, 3 sentinels, the nodes on
+    --redis-sentinel. The seed's message crosses node1 <-> node3 once; SIGKILL of the primary; the sentinels promote
+    the replica and cross-node delivery resumes, exactly once."""
+    cluster = sentinel_variant
+
+    def primary():
+        return redis_cli(cluster, "sentinel1", "sentinel", "get-master-addr-by-name", "signal", port=26379,
+                         check=False).split()[:1]
+
+    ips = container_ips(cluster, ("redis", "redis-replica"))
+    assert [ips.get(ip) for ip in primary()] == ["redis"], (primary(), ips)
+    for sentinel in ("sentinel1", "sentinel2", "sentinel3"):
+        master = redis_cli(cluster, sentinel, "sentinel", "master", "signal", port=26379).split()
+        fields = dict(zip(master[::2], master[1::2]))
+        assert fields["num-slaves"] == "1" and fields["num-other-sentinels"] == "2", (sentinel, fields)
+    await until(lambda: "master_link_status:up" in redis_cli(cluster, "redis-replica", "info", "replication"), WAIT,
+                "redis-replica replicating")
+
+    room = f"compose-sentinel-{uuid.uuid4().hex[:8]}"
+    figures = await cross_node_failover(cluster, "sentinel", room, "redis",
+                                        lambda: logged_at(cluster, "sentinel1", "+switch-master"))
+    assert [ips.get(ip) for ip in primary()] == ["redis-replica"], (primary(), ips)
+    assert redis_cli(cluster, "redis-replica", "role").startswith("master")
+    down_s = down_leaves_nothing(cluster)
+    REPORT_LINES.append(
+        f"compose Sentinel variant: up -d {cluster.up_s:.1f} s (every /readyz 200 at {cluster.ready_s:.1f} s); "
+        f"SIGKILL of the primary (the kill command took {figures['kill_command_s']:.2f} s): +switch-master to "
+        f"redis-replica {seconds(figures['promoted_s'])} after the kill; {delivery_figures(figures)}; "
+        f"down -v {down_s:.1f} s; test {time.monotonic() - cluster.t0:.0f} s")

@@ -93,6 +93,59 @@ def test_compose_structure():
     assert {p["target"] for p in proxy["ports"]} == {4000}
 
 
+VARIANTS = {"cluster": DEPLOY / "docker-compose.cluster.yml", "sentinel": DEPLOY / "docker-compose.sentinel.yml"}
+CLUSTER_REDIS = ["redis", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_compose_variant_structure(variant):
+    """The override files (issue 16) resolve with the base file, and point the nodes at what they define: every
+    node has SIGNAL_REDIS_URL set empty (signal-node takes that as unset: it refuses --redis with --redis-cluster),
+    and starts only once the Redis side is healthy. test_compose.py runs them."""
+    docker_compose = tool("docker-compose")
+    yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the resolved compose file")
+    result = run([docker_compose, "-f", str(COMPOSE), "-f", str(VARIANTS[variant]), "config"])
+    assert result.returncode == 0, f"docker-compose config failed:\n{result.stdout}{result.stderr}"
+    services = yaml.safe_load(result.stdout)["services"]
+    if variant == "cluster":
+        redis = CLUSTER_REDIS
+        assert sorted(services) == sorted(["haproxy", "node1", "node2", "node3", "redis-cluster-init", *redis])
+        for name in redis:
+            command = services[name]["command"]
+            assert command[0] == "redis-server" and "--cluster-enabled" in command, (name, command)
+            assert command[command.index("--cluster-node-timeout") + 1] == "2000", command
+            assert "cluster_state:ok" in " ".join(services[name]["healthcheck"]["test"]), name
+        init = " ".join(services["redis-cluster-init"]["command"])
+        assert "--cluster create" in init and "--cluster-replicas 1" in init and "--cluster-yes" in init, init
+        assert services["redis-cluster-init"].get("restart", "no") == "no"
+    else:
+        redis = ["redis", "redis-replica", "sentinel1", "sentinel2", "sentinel3"]
+        assert sorted(services) == sorted(["haproxy", "node1", "node2", "node3", *redis])
+        assert services["redis-replica"]["command"][-3:] == ["--replicaof", "redis", "6379"]
+        for name in redis[2:]:
+            script = " ".join(services[name]["command"])
+            for line in ("sentinel monitor signal redis 6379 2", "sentinel down-after-milliseconds signal 2000",
+                         "sentinel resolve-hostnames yes", "protected-mode no", "--sentinel"):
+                assert line in script, (name, line)
+    for name in ("node1", "node2", "node3"):
+        node = services[name]
+        env = node["environment"]
+        assert env["SIGNAL_REDIS_URL"] in ("", None), env  # set empty: unset for signal-node
+        assert env["SIGNAL_NODE_ID"] == name
+        depends = node["depends_on"]
+        if variant == "cluster":
+            seeds = env["SIGNAL_REDIS_CLUSTER"].split(",")
+            assert seeds == [f"redis://{r}:6379" for r in redis], seeds
+            assert depends["redis-cluster-init"]["condition"] == "service_completed_successfully"
+            assert all(depends[r]["condition"] == "service_healthy" for r in redis), depends
+            assert "SIGNAL_REDIS_SENTINEL" not in env
+        else:
+            assert env["SIGNAL_REDIS_SENTINEL"].split(",") == [f"redis://{s}:26379" for s in redis[2:]]
+            assert env["SIGNAL_REDIS_SENTINEL_MASTER"] == "signal"
+            assert all(depends[s]["condition"] == "service_healthy" for s in redis[2:]), depends
+            assert "SIGNAL_REDIS_CLUSTER" not in env
+
+
 def test_haproxy_config_is_valid():
     haproxy = tool("haproxy")
     # the docker-compose variant (the `presetenv` defaults): node names cannot be resolved here, which
