@@ -27,6 +27,8 @@ public enum RedisError: Error, Sendable, Hashable {
     case noPrimary(String, reason: String)
     /// A server the sentinels named as the primary answered `ROLE` with another role (a failover in progress).
     case notPrimary(role: String)
+    /// A connect was abandoned because the sentinels announced another primary while it waited.
+    case primaryMoved
 }
 
 extension RedisError: CustomStringConvertible {
@@ -54,6 +56,8 @@ extension RedisError: CustomStringConvertible {
             return "no sentinel knows the primary of '\(masterName)': \(reason)"
         case .notPrimary(let role):
             return "the server named as primary is a \(role)"
+        case .primaryMoved:
+            return "the primary moved while connecting; asking the sentinels again"
         }
     }
 }

@@ -84,6 +84,17 @@ final class RedisReconnectDriver<Machine: RedisLifecycleMachine>: Sendable where
         var machine: Machine
         var reconnectTimer: Scheduled<Void>?
         var closePromise: EventLoopPromise<Void>?
+        /// The connect in progress, by number; abandoned (its outcome ignored, a channel it still makes closed)
+        /// when the primary moves while it waits.
+        var attempt: UInt64 = 0
+        var attemptPending = false
+        /// Fails the pending attempt (set while one is pending).
+        var abandon: (() -> Void)?
+        /// The primary the last `+switch-master` named, and the one known when the pending attempt started: an
+        /// attempt that began after the switch asked the sentinels since, and is not abandoned when the other
+        /// sentinels announce the same switch.
+        var announcedPrimary: RedisAddress?
+        var attemptKnewPrimary: RedisAddress?
     }
 
     init(machine: sending Machine, backoff: RedisBackoff, eventLoop: any EventLoop) {
@@ -141,10 +152,18 @@ final class RedisReconnectDriver<Machine: RedisLifecycleMachine>: Sendable where
     }
 
     /// Closes the established connection unless it is to `primary` (a sentinel announced a new primary); the
-    /// reconnect that follows asks the sentinels again. A connect in progress is left alone: it checks `ROLE`.
-    /// From any thread.
+    /// reconnect that follows asks the sentinels again. A connect in progress is abandoned too: it may be waiting
+    /// on the dead primary's address, which on a real network does not refuse but stays silent until the
+    /// connect timeout (seconds); the retry asks the sentinels, who now name the new primary. From any thread.
     func dropConnection(unlessConnectedTo primary: RedisAddress, logger: Logger) {
         self.onLoop {
+            self.box.value.announcedPrimary = primary
+            if self.box.value.attemptPending {
+                guard self.box.value.attemptKnewPrimary != primary else { return }
+                logger.info("the Redis primary moved, abandoning a connect in progress", metadata: ["redis.primary": "\(primary)"])
+                self.abandonAttempt()
+                return
+            }
             guard let channel = self.box.value.machine.connection else { return }
             if let remote = channel.remoteAddress, remote.ipAddress == primary.host, remote.port == primary.port {
                 return
@@ -157,16 +176,41 @@ final class RedisReconnectDriver<Machine: RedisLifecycleMachine>: Sendable where
         }
     }
 
+    private func abandonAttempt() {
+        guard box.value.attemptPending, let fail = box.value.abandon else { return }
+        fail()
+    }
+
     private func connect<Client: RedisReconnectClient>(_ client: Client) where Client.Machine == Machine {
-        client.openConnection().whenComplete { result in
-            switch result {
-            case .success(let channel):
-                client.connectionOpened(channel)
-                // Watched after the machine knows the channel: an already closed channel calls back at once.
-                channel.closeFuture.whenComplete { _ in self.connectionClosed(client) }
-            case .failure(let error):
-                self.connectFailed(client, error)
+        box.value.attempt &+= 1
+        let attempt = box.value.attempt
+        box.value.attemptPending = true
+        box.value.attemptKnewPrimary = box.value.announcedPrimary
+        // Settled once: by the connect's own outcome, or by an abandon (then a channel that comes later closes).
+        let settle: @Sendable (Result<any Channel, any Error>) -> Void = { result in
+            guard self.box.value.attemptPending, self.box.value.attempt == attempt else {
+                if case .success(let late) = result { late.close(promise: nil) }
+                return
             }
+            self.box.value.attemptPending = false
+            self.box.value.abandon = nil
+            self.attemptFinished(client, result)
+        }
+        box.value.abandon = { settle(.failure(RedisError.primaryMoved)) }
+        client.openConnection().whenComplete { result in settle(result) }
+    }
+
+    private func attemptFinished<Client: RedisReconnectClient>(
+        _ client: Client,
+        _ result: Result<any Channel, any Error>
+    ) where Client.Machine == Machine {
+        switch result {
+        case .success(let channel):
+            client.connectionOpened(channel)
+            // Watched after the machine knows the channel: an already closed channel calls back at once.
+            channel.closeFuture.whenComplete { _ in self.connectionClosed(client) }
+        case .failure(let error):
+            connectFailed(client, error)
         }
     }
 
