@@ -195,7 +195,10 @@ public final class RedisAdapter: ClusterRequestAnswering {
             "redis \(configuration.redis.sentinel.map { "sentinel:\($0.masterName)" } ?? "\(configuration.redis.host):\(configuration.redis.port)"): "
                 + "subscriber \(subscriber.isReady ? "ready" : subscriber.isConnected ? "subscribing" : "disconnected"), "
                 + "publishers \(connected)/\(publishers.count) connected"
-                + (redisLedger.map { ", recovery log \($0.isReading ? "reading" : "not reading")" } ?? "")
+                + (redisLedger.map {
+                    ", recovery log \($0.isReading ? "reading" : "not reading")"
+                        + ", places lost \($0.gaps.load(ordering: .relaxed))"
+                } ?? "")
         ]
     }
 

@@ -42,8 +42,6 @@ public struct StreamOffset: Sendable, Hashable, Comparable, CustomStringConverti
         return UInt64(Substring(digits))
     }
 
-    public init?(_ text: String.UTF8View.SubSequence) { self.init(String(Substring(text))) }
-
     public var description: String { "\(milliseconds)-\(sequence)" }
 
     public static func < (a: StreamOffset, b: StreamOffset) -> Bool {
