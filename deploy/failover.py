@@ -20,6 +20,18 @@ deploy/haproxy/haproxy.cfg), then:
 4. checks that a message in every room reaches every member, and that nobody got a user_left for a peer
    that is still there.
 
+With --recovery-window N (connection state recovery, passed to the nodes), half of the clients (--recoverable)
+are instead small Socket.IO v5 clients over a websocket that recover like socket.io-client 4.8.1 (pid and last
+offset kept, the same default reconnection backoff, `40{"pid","offset"}` on reconnecting; they join their rooms
+once). From the kill on, a member on a surviving node sends numbered chat messages to each room of a
+recoverable client of the killed node until they are back; the report gives, per such client, whether it
+recovered, when (from the kill to the recovered CONNECT answer), and the messages it missed, got twice or out of
+order, then p50/p95/max and totals (check `recovery`, which fails when a recovered client missed or duplicated
+anything), and checks that no peer got user_left for a recovered client (`no_user_left_recovered`). The
+python-socketio clients do not implement recovery: they come back as new sockets, and their old ones end (one
+user_left) when the window closes, so the user_left bound grows by the window. With N = 0 the recoverable
+clients get new sessions and re-join: the same figures with recovery off.
+
 It prints a short report and exits 1 when a check fails or a bound is missed (2 when the cluster could not
 be set up). --json writes the figures for scripts (Tests/integration/test_deploy.py).
 
@@ -28,6 +40,7 @@ Tests/integration/requirements.txt, and a signal-node binary: --bin, else $SIGNA
 .build/release/signal-node, else .build/debug/signal-node.
 
 Example: deploy/failover.py --clients 300 --rooms 60
+         deploy/failover.py --clients 90 --rooms 30 --recovery-window 30 --node-timeout 3000
 """
 
 import argparse
