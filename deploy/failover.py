@@ -20,6 +20,18 @@ deploy/haproxy/haproxy.cfg), then:
 4. checks that a message in every room reaches every member, and that nobody got a user_left for a peer
    that is still there.
 
+With --recovery-window N (connection state recovery, passed to the nodes), half of the clients (--recoverable)
+are instead small Socket.IO v5 clients over a websocket that recover like socket.io-client 4.8.1 (pid and last
+offset kept, the same default reconnection backoff, `40{"pid","offset"}` on reconnecting; they join their rooms
+once). From the kill on, a member on a surviving node sends numbered chat messages to each room of a
+recoverable client of the killed node until they are back; the report gives, per such client, whether it
+recovered, when (from the kill to the recovered CONNECT answer), and the messages it missed, got twice or out of
+order, then p50/p95/max and totals (check `recovery`, which fails when a recovered client missed or duplicated
+anything), and checks that no peer got user_left for a recovered client (`no_user_left_recovered`). The
+python-socketio clients do not implement recovery: they come back as new sockets, and their old ones end (one
+user_left) when the window closes, so the user_left bound grows by the window. With N = 0 the recoverable
+clients get new sessions and re-join: the same figures with recovery off.
+
 It prints a short report and exits 1 when a check fails or a bound is missed (2 when the cluster could not
 be set up). --json writes the figures for scripts (Tests/integration/test_deploy.py).
 
@@ -28,6 +40,7 @@ Tests/integration/requirements.txt, and a signal-node binary: --bin, else $SIGNA
 .build/release/signal-node, else .build/debug/signal-node.
 
 Example: deploy/failover.py --clients 300 --rooms 60
+         deploy/failover.py --clients 90 --rooms 30 --recovery-window 30 --node-timeout 3000
 """
 
 import argparse
@@ -262,17 +275,19 @@ class Peer:
     async def _on_disconnect(self, reason=None):
         self.disconnects.append((now(), str(reason)))
 
-    async def _on_user_joined(self, data):
+    # With --recovery-window the server appends the event's offset as a last argument (python-socketio hands it
+    # to the handlers as an extra argument): *_ takes it.
+    async def _on_user_joined(self, data, *_):
         if isinstance(data, dict):
             self.seen_joined.setdefault((data.get("roomName"), data.get("socketId")), now())
 
-    async def _on_user_left(self, data):
+    async def _on_user_left(self, data, *_):
         if isinstance(data, dict):
             key = (data.get("roomName"), data.get("socketId"))
             self.seen_left.setdefault(key, now())
             self.left_log.append((now(), *key))
 
-    async def _on_message(self, data):
+    async def _on_message(self, data, *_):
         t = now()
         self.messages.append((t, data))
         if self.on_message is not None:
@@ -318,6 +333,265 @@ class Peer:
         http = getattr(self.sio.eio, "http", None)  # left open by a connect that failed
         if http is not None and not http.closed:
             await http.close()
+
+
+class Recoverable:
+    """A Socket.IO v5 client over one aiohttp websocket through HAProxy that recovers its connection state the way
+    socket.io-client 4.8.1 does: it keeps the `pid` of the CONNECT answer and the last offset seen (the last
+    argument of each event, when it is a string), answers pings, and when its connection is lost it reconnects
+    with the official client's default backoff (reconnectionDelay 1000 ms, randomizationFactor 0.5, doubling,
+    reconnectionDelayMax 5000 ms) sending `40{"pid":…,"offset":…}`. `recovered` = the answer's pid is the old one.
+    It joins its rooms once; only a connect that was not recovered joins them again (a recovered socket keeps its
+    rooms). Same interface as Peer for the checks: rooms, connects, joined, seen_joined/left, messages, send."""
+
+    BACKOFF_MIN, BACKOFF_MAX, BACKOFF_FACTOR, BACKOFF_JITTER = 1.0, 5.0, 2, 0.5
+    CONNECT_TIMEOUT = 20.0  # the Manager's `timeout`
+
+    def __init__(self, index, url):
+        self.index = index
+        self.name = f"r{index:03d}"
+        self.url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
+        self.transport = "recoverable"
+        self.rooms = []
+        self.connects = []     # (time, sid, node, recovered)
+        self.disconnects = []  # (time, reason)
+        self.failed_attempts = []  # (time, error)
+        self.joined = {}
+        self.join_errors = []
+        self.seen_joined = {}
+        self.seen_left = {}
+        self.left_log = []
+        self.messages = []
+        self.roster = {}
+        self.on_message = None
+        self.pid = None
+        self.offset = None
+        self._session = None
+        self._ws = None
+        self._ready = False
+        self._closing = False
+        self._acks = {}
+        self._next_ack = 0
+        self._first = None
+        self._task = None
+        self._tasks = set()
+        self._ping_deadline = 45.0
+
+    @property
+    def sid(self):
+        return self.connects[-1][1] if self.connects else None
+
+    @property
+    def node(self):
+        return self.connects[-1][2] if self.connects else None
+
+    @property
+    def connected(self):
+        return self._ready and self._ws is not None and not self._ws.closed
+
+    @classmethod
+    def backoff(cls, attempts):
+        """socket.io-client's Backoff.duration() with the Manager's defaults: 1 s ± 50%, doubling, at most 5 s."""
+        ms = cls.BACKOFF_MIN * 1000 * cls.BACKOFF_FACTOR ** attempts
+        rand = random.random()
+        deviation = int(rand * cls.BACKOFF_JITTER * ms)
+        ms = ms - deviation if (int(rand * 10) & 1) == 0 else ms + deviation
+        return int(min(ms, cls.BACKOFF_MAX * 1000)) / 1000
+
+    # --- the connection
+    async def connect(self, timeout=15):
+        self._session = cookie_jar_session()  # kept over reconnects, as a browser keeps its cookies
+        self._first = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(asyncio.shield(self._first), timeout)
+
+    async def _run(self):
+        attempts = 0
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._open(), self.CONNECT_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a failed attempt: back off and try again
+                await self._drop()
+                if not self._first.done():
+                    self._first.set_exception(e)
+                    return
+                self.failed_attempts.append((now(), repr(e)))
+                delay = self.backoff(attempts)
+                attempts += 1
+                await asyncio.sleep(delay)
+                continue
+            if not self._first.done():
+                self._first.set_result(True)
+            reason = await self._read_loop()
+            await self._drop()
+            if self._closing:
+                return
+            self.disconnects.append((now(), reason))
+            if reason == "io server disconnect":  # the official client does not reconnect then either
+                return
+            attempts = 0  # Manager.onclose: backoff.reset(), then reconnect()
+            delay = self.backoff(attempts)
+            attempts += 1
+            await asyncio.sleep(delay)
+
+    async def _drop(self):
+        self._ready = False
+        ws, self._ws = self._ws, None
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection lost"))
+        self._acks.clear()
+        if ws is not None and not ws.closed:
+            try:
+                await asyncio.wait_for(ws.close(), 2)
+            except Exception:  # noqa: BLE001
+                pass
+
+    async def _open(self):
+        ws = await self._session.ws_connect(self.url, max_msg_size=0)
+        self._ws = ws
+        response = getattr(ws, "_response", None)
+        node = response.headers.get("X-Signal-Node") if response is not None else None
+        if node is None:
+            node = next((c.value for c in self._session.cookie_jar if c.key == "SERVERID"), None)
+        msg = await ws.receive()
+        if msg.type != aiohttp.WSMsgType.TEXT or not msg.data.startswith("0"):
+            raise ConnectionError(f"no Engine.IO open packet: {msg.type} {str(msg.data)[:80]}")
+        handshake = json.loads(msg.data[1:])
+        self._ping_deadline = (handshake.get("pingInterval", 25000) + handshake.get("pingTimeout", 20000)) / 1000
+        auth = None
+        if self.pid is not None:  # Socket._sendConnectPacket: {pid, offset} once a pid is known
+            auth = {"pid": self.pid}
+            if self.offset is not None:
+                auth["offset"] = self.offset
+        await ws.send_str("40" + (json.dumps(auth) if auth else ""))
+        while True:
+            msg = await ws.receive()
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                raise ConnectionError(f"connection ended before the CONNECT answer: {msg.type}")
+            text = msg.data
+            if text == "2":
+                await ws.send_str("3")
+            elif text.startswith("40"):
+                data = json.loads(text[2:]) if len(text) > 2 else {}
+                break
+            elif text.startswith("44"):
+                raise ConnectionError(f"connect_error {text[2:200]}")
+        pid = data.get("pid")
+        recovered = bool(pid) and self.pid is not None and pid == self.pid
+        reconnect = bool(self.connects)
+        self.pid = pid
+        self._ready = True
+        self.connects.append((now(), data.get("sid"), node, recovered))
+        if reconnect and self.rooms and not recovered:  # a new session: join again, as an app would
+            task = asyncio.create_task(self.join_rooms())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _read_loop(self):
+        ws = self._ws
+        while True:
+            try:
+                msg = await ws.receive(timeout=self._ping_deadline)
+            except asyncio.TimeoutError:
+                return "ping timeout"
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return "transport close"
+            text = msg.data
+            if text == "2":
+                try:
+                    await ws.send_str("3")
+                except Exception:  # noqa: BLE001
+                    return "transport close"
+            elif text == "1":
+                return "transport close"
+            elif text.startswith("4"):
+                if text.startswith("41"):
+                    return "io server disconnect"
+                self._packet(text[1:])
+
+    def _packet(self, text):
+        kind, i = text[0], 1
+        if i < len(text) and text[i] == "/":  # a namespace (we only use the main one)
+            i = text.index(",", i) + 1 if "," in text[i:] else len(text)
+        j = i
+        while j < len(text) and text[j].isdigit():
+            j += 1
+        ack_id = int(text[i:j]) if j > i else None
+        try:
+            args = json.loads(text[j:]) if j < len(text) else []
+        except ValueError:
+            return
+        if kind == "3" and ack_id is not None:
+            fut = self._acks.pop(ack_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(args[0] if args else None)
+        elif kind == "2" and isinstance(args, list) and args:
+            if self.pid is not None and len(args) > 1 and isinstance(args[-1], str):
+                self.offset = args[-1]  # Socket.onevent: the last string argument, once a pid is known
+            self._event(args[0], args[1] if len(args) > 1 else None)
+
+    def _event(self, name, data):
+        t = now()
+        if not isinstance(data, dict):
+            return
+        if name == "user_joined":
+            self.seen_joined.setdefault((data.get("roomName"), data.get("socketId")), t)
+        elif name == "user_left":
+            key = (data.get("roomName"), data.get("socketId"))
+            self.seen_left.setdefault(key, t)
+            self.left_log.append((t, *key))
+        elif name == "message":
+            self.messages.append((t, data))
+            if self.on_message is not None:
+                self.on_message(self, t, data)
+
+    async def _emit(self, payload):
+        if not self.connected:
+            raise ConnectionError("not connected")
+        await self._ws.send_str("42" + payload)
+
+    # --- actions (as Peer's)
+    async def join(self, room, timeout=10):
+        sid = self.sid
+        self._next_ack += 1
+        ack_id = self._next_ack
+        fut = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = fut
+        await self._emit(f"{ack_id}" + json.dumps(["join_room", {"roomName": room, "personName": self.name}]))
+        answer = await asyncio.wait_for(fut, timeout)
+        if isinstance(answer, dict) and "error" in answer:
+            self.join_errors.append((room, answer["error"]))
+            raise RuntimeError(f"{self.name}: join_room {room} refused: {answer['error']}")
+        if isinstance(answer, dict):
+            self.roster[room] = {p.get("socketId") for p in answer.get("peers", []) if isinstance(p, dict)}
+        self.joined[(room, sid)] = now()
+
+    join_rooms = Peer.join_rooms
+
+    async def send(self, room, content):
+        await self._emit(json.dumps(["message", {"roomName": room, "personName": self.name, "content": content}]))
+
+    async def close(self):
+        self._closing = True
+        if self._ws is not None and not self._ws.closed:
+            try:
+                await asyncio.wait_for(self._ws.send_str("41"), 1)
+            except Exception:  # noqa: BLE001
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except BaseException:  # noqa: BLE001
+                pass
+        for task in list(self._tasks):
+            task.cancel()
+        await self._drop()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
 
 async def gather_limited(coros, limit):
@@ -391,7 +665,10 @@ def assign_rooms(peers, rooms):
 
 async def run(args, cluster, report):
     transports = (["polling", "websocket", "default"] if args.transports == "mixed" else [args.transports])
-    peers = [Peer(i, cluster.url, transports[i % len(transports)]) for i in range(args.clients)]
+    # With --recovery-window, every other client (up to --recoverable) is a Recoverable one.
+    recoverable = set(range(1, args.clients, 2)[:args.recoverable]) if args.recovery_window is not None else set()
+    peers = [Recoverable(i, cluster.url) if i in recoverable else
+             Peer(i, cluster.url, transports[i % len(transports)]) for i in range(args.clients)]
     try:
         await scenario(args, cluster, report, peers)
     finally:
@@ -450,26 +727,86 @@ async def scenario(args, cluster, report, peers):
     old_sid = {p: p.sid for p in lost}
     lost_sids = set(old_sid.values())
     disconnects_before = {p: len(p.disconnects) for p in survivors}
+    # With recovery on, the Recoverable clients of the killed node are to come back as the same socket: no
+    # user_left, no re-join. The others (python-socketio does not implement recovery) come back as new sockets,
+    # and their old ones end when the window closes.
+    expect_recovery = bool(args.recovery_window)
+    recovering = [p for p in lost if isinstance(p, Recoverable)]
+    classic = [p for p in lost if not (expect_recovery and isinstance(p, Recoverable))]
     expected_left = [(s, room, old_sid[l]) for room, ms in members.items()
-                     for s in ms if s in survivors for l in ms if l in old_sid]
-    print(f"  kill -{args.kill_signal} {args.kill} (pid {cluster.procs[args.kill].pid}, {len(lost)} clients); "
+                     for s in ms if s in survivors for l in ms if l in classic]
+    max_user_left = args.max_user_left
+    if expect_recovery:
+        # A socket of a dead node that is not recovered: its record outlives the node by about a window (plus
+        # up to two renewals, every window/4 at most 30 s), and the reaper looks again every 3 node timeouts.
+        node_timeout = (args.node_timeout or 10000) / 1000
+        max_user_left += args.recovery_window + 2 * min(args.recovery_window / 4, 30) + 3 * node_timeout
+    print(f"  kill -{args.kill_signal} {args.kill} (pid {cluster.procs[args.kill].pid}, {len(lost)} clients"
+          + (f", {len(recovering)} recoverable" if recovering else "") + "); "
           f"{len(expected_left)} user_left expected by {len({s for s, _, _ in expected_left})} surviving peers",
           flush=True)
+
+    # Chat during the gap: in every room of a recoverable client of the killed node, a member on a surviving
+    # node sends numbered messages from the kill on, until the lost clients are back (and a second more).
+    chat_marker = uuid.uuid4().hex[:6]
+    chat_rooms = {}
+    for room, ms in members.items():
+        if any(p in recovering for p in ms):
+            sender = next((q for q in ms if q in survivors), None)
+            if sender is not None:
+                chat_rooms[room] = sender
+    chat_sent = {room: [] for room in chat_rooms}
+    stop_chat = asyncio.Event()
+
+    async def chat(room, sender):
+        seq = 0
+        while not stop_chat.is_set():
+            seq += 1
+            try:
+                await sender.send(room, f"chat:{chat_marker}:{room}:{seq}")
+                chat_sent[room].append(seq)
+            except Exception:  # noqa: BLE001 - not sent: not expected either
+                pass
+            await asyncio.sleep(args.chat_interval)
+
     t_kill = now()
     victim = cluster.procs[args.kill]
     os.kill(victim.pid, getattr(signal, "SIG" + args.kill_signal))
+    chat_tasks = [asyncio.create_task(chat(room, sender)) for room, sender in chat_rooms.items()]
     # SIGTERM makes the node drain, which needs our clients to run: wait without blocking the event loop.
     if not await wait_until(lambda: victim.poll() is not None, 30, step=0.05):
         victim.kill()
         raise SetupError(f"{args.kill} did not exit within 30 s of SIG{args.kill_signal}")
     report.info["victim_exit_s"] = now() - t_kill
 
+    def back_connect(p):
+        """The first connect of p after the kill: (time, sid, node[, recovered])."""
+        return next((c for c in p.connects if c[0] > t_kill), None)
+
+    def chat_seqs(p, room):
+        prefix = f"chat:{chat_marker}:{room}:"
+        return [int(d["content"][len(prefix):]) for _, d in p.messages
+                if isinstance(d, dict) and isinstance(d.get("content"), str) and d["content"].startswith(prefix)]
+
+    if chat_tasks:
+        await wait_until(lambda: all(back_connect(p) is not None for p in recovering), args.max_recovery + 2,
+                         step=0.05)
+        await asyncio.sleep(1.0)
+        stop_chat.set()
+        await asyncio.gather(*chat_tasks)
+
+        def chat_done():  # every member still connected has the last message of each of its chat rooms
+            return all(not chat_sent[room] or not p.connected or chat_sent[room][-1] in chat_seqs(p, room)
+                       for room in chat_rooms for p in members[room])
+
+        await wait_until(chat_done, args.settle)
+
     def rejoin_time(p):
         """When p was back: connected on another node, joined every room, seen by every surviving peer."""
         after = [c for c in p.connects if c[0] > t_kill]
         if not after:
             return None
-        _, sid, node = after[-1]
+        sid = after[-1][1]
         times = []
         for room in p.rooms:
             if (room, sid) not in p.joined:
@@ -488,39 +825,119 @@ async def scenario(args, cluster, report, peers):
 
     def all_done():
         return (all(t is not None for t in user_left_times())
-                and all(rejoin_time(p) is not None for p in lost))
+                and all(rejoin_time(p) is not None for p in classic))
 
-    await wait_until(all_done, max(args.max_user_left, args.max_rejoin) + 2, step=0.1)
+    await wait_until(all_done, max(max_user_left, args.max_rejoin) + 2, step=0.1)
 
     # rejoin
-    back = {p: rejoin_time(p) for p in lost}
+    back = {p: rejoin_time(p) for p in classic}
     reconnect = [min(c[0] for c in p.connects if c[0] > t_kill) - t_kill
-                 for p in lost if any(c[0] > t_kill for c in p.connects)]
+                 for p in classic if any(c[0] > t_kill for c in p.connects)]
     times = [t for t in back.values() if t is not None]
-    moved = [p.node for p in lost if p.node != args.kill and p.connects[-1][0] > t_kill]
+    moved = [p.node for p in classic if p.node != args.kill and p.connects[-1][0] > t_kill]
     landed = {n: moved.count(n) for n in NODES if n != args.kill}
     worst = max(times) if times else None
-    ok = len(times) == len(lost) and len(moved) == len(lost) and worst is not None and worst <= args.max_rejoin
+    ok = len(times) == len(classic) and len(moved) == len(classic) and (
+        not classic or (worst is not None and worst <= args.max_rejoin))
     report.check(
         "rejoin", ok,
-        f"{len(times)}/{len(lost)} lost clients back on another node and seen by their peers; "
+        f"{len(times)}/{len(classic)} lost clients"
+        + (" without recovery" if expect_recovery else "") + " back on another node and seen by their peers; "
         f"reconnected p50 {fmt(pct(reconnect, .5))} max {fmt(max(reconnect) if reconnect else None)}, "
         f"re-joined p50 {fmt(pct(times, .5))} max {fmt(worst)} (bound {args.max_rejoin:g} s); "
         f"now on " + ", ".join(f"{n} {c}" for n, c in landed.items()),
-        lost=len(lost), back=len(times), reconnect_p50=pct(reconnect, .5),
+        lost=len(classic), back=len(times), reconnect_p50=pct(reconnect, .5),
         reconnect_max=max(reconnect) if reconnect else None, rejoin_p50=pct(times, .5), rejoin_max=worst,
         bound=args.max_rejoin, landed=landed)
+
+    # recovery: the recoverable clients of the killed node, and the numbered messages sent to their rooms
+    recovered_sids = set()
+    if recovering:
+        rows = []
+        for p in recovering:
+            c = back_connect(p)
+            rec = bool(c and c[3] and c[1] == old_sid[p])
+            if rec:
+                recovered_sids.add(old_sid[p])
+            missed = dup = reordered = sent = 0
+            for room in p.rooms:
+                if room not in chat_rooms:
+                    continue
+                got = chat_seqs(p, room)
+                sent += len(chat_sent[room])
+                missed += len(set(chat_sent[room]) - set(got))
+                dup += len(got) - len(set(got))
+                reordered += sum(1 for a, b in zip(got, got[1:]) if b < a)
+            rows.append(dict(client=p.name, recovered=rec, back_s=(c[0] - t_kill) if c else None,
+                             node=c[2] if c else None, attempts_failed=sum(1 for t, _ in p.failed_attempts
+                                                                          if t > t_kill),
+                             sent=sent, missed=missed, duplicated=dup, reordered=reordered))
+        for r in rows:
+            print(f"    {r['client']}: {'recovered' if r['recovered'] else 'NOT recovered'} on {r['node']} "
+                  f"{fmt(r['back_s'])} after the kill; {r['sent']} messages sent to its rooms: "
+                  f"missed {r['missed']}, duplicated {r['duplicated']}, reordered {r['reordered']}", flush=True)
+        rec_rows = [r for r in rows if r["recovered"]]
+        rec_times = [r["back_s"] for r in rec_rows]
+        back_times = [r["back_s"] for r in rows if r["back_s"] is not None]
+        totals = {k: sum(r[k] for r in rows) for k in ("sent", "missed", "duplicated", "reordered")}
+        rec_totals = {k: sum(r[k] for r in rec_rows) for k in ("sent", "missed", "duplicated", "reordered")}
+        # The control: the clients that stayed connected, and the lost python-socketio clients (no recovery).
+        def chat_loss(group):
+            sent = missed = 0
+            for p in group:
+                for room in p.rooms:
+                    if room in chat_rooms:
+                        got = set(chat_seqs(p, room))
+                        sent += len(chat_sent[room])
+                        missed += len(set(chat_sent[room]) - got)
+            return dict(sent=sent, missed=missed)
+
+        survivors_chat = chat_loss([p for p in survivors if any(r in chat_rooms for r in p.rooms)])
+        classic_chat = chat_loss([p for p in classic if not isinstance(p, Recoverable)])
+        if expect_recovery:
+            ok = (len(rec_rows) == len(rows) and rec_totals["missed"] == 0 and rec_totals["duplicated"] == 0
+                  and rec_totals["reordered"] == 0 and max(rec_times) <= args.max_recovery)
+        else:  # recovery off: a normal new session each, nothing to hold them to but coming back
+            ok = not rec_rows and len(back_times) == len(rows)
+        report.check(
+            "recovery", ok,
+            f"{len(rec_rows)}/{len(rows)} recoverable clients of {args.kill} recovered (window "
+            f"{args.recovery_window} s), back after the kill p50 {fmt(pct(back_times, .5))} p95 "
+            f"{fmt(pct(back_times, .95))} max {fmt(max(back_times) if back_times else None)}"
+            + (f" (bound {args.max_recovery:g} s, goal p50 1.5 s)" if expect_recovery else "")
+            + f"; of {totals['sent']} messages sent to their rooms in the gap: missed {totals['missed']}, "
+            f"duplicated {totals['duplicated']}, reordered {totals['reordered']} (clients that stayed "
+            f"connected: missed {survivors_chat['missed']}/{survivors_chat['sent']}; lost python-socketio "
+            f"clients, no recovery: missed {classic_chat['missed']}/{classic_chat['sent']})",
+            window=args.recovery_window, clients=len(rows), recovered=len(rec_rows),
+            back_p50=pct(back_times, .5), back_p95=pct(back_times, .95),
+            back_max=max(back_times) if back_times else None,
+            recovered_p50=pct(rec_times, .5), recovered_p95=pct(rec_times, .95),
+            recovered_max=max(rec_times) if rec_times else None, bound=args.max_recovery,
+            sent=totals["sent"], missed=totals["missed"], duplicated=totals["duplicated"],
+            reordered=totals["reordered"], recovered_missed=rec_totals["missed"],
+            recovered_duplicated=rec_totals["duplicated"], recovered_reordered=rec_totals["reordered"],
+            survivors_chat=survivors_chat, python_lost_chat=classic_chat,
+            chat_rooms=len(chat_rooms), chat_interval=args.chat_interval, per_client=rows)
 
     # user_left
     got = [t - t_kill for t in user_left_times() if t is not None]
     worst = max(got) if got else None
-    ok = len(got) == len(expected_left) and worst is not None and worst <= args.max_user_left
+    ok = len(got) == len(expected_left) and (not expected_left or (worst is not None and worst <= max_user_left))
     report.check(
         "user_left", ok,
-        f"{len(got)}/{len(expected_left)} user_left for the lost peers received; "
-        f"p50 {fmt(pct(got, .5))} max {fmt(worst)} after the kill (bound {args.max_user_left:g} s)",
+        f"{len(got)}/{len(expected_left)} user_left for the lost peers"
+        + (" without recovery" if expect_recovery else "") + " received; "
+        f"p50 {fmt(pct(got, .5))} max {fmt(worst)} after the kill (bound {max_user_left:g} s"
+        + (", the recovery window included" if expect_recovery else "") + ")",
         expected=len(expected_left), received=len(got), p50=pct(got, .5), max=worst,
-        bound=args.max_user_left)
+        bound=max_user_left)
+    if recovering and expect_recovery:
+        # The reaper of the dead node has run by now (user_left for the others came from it, after the window).
+        told = [(p.name, room, sid) for p in peers for (_, room, sid) in p.left_log if sid in recovered_sids]
+        report.check("no_user_left_recovered", not told,
+                     f"{len(told)} user_left for the {len(recovered_sids)} recovered clients"
+                     + (f" (e.g. {told[:3]})" if told else ""), told=len(told))
 
     dropped = [p.name for p in survivors if len(p.disconnects) > disconnects_before[p]]
     report.check("survivors_connected", not dropped,
@@ -645,7 +1062,8 @@ async def scenario(args, cluster, report, peers):
                  f"{sum(len(ms) for ms in members.values())} members"
                  + (f" (missing e.g. {missing[:3]})" if missing else ""), missing=len(missing))
 
-    wrong = [(p.name, room, sid) for p in peers for (_, room, sid) in p.left_log if sid not in lost_sids]
+    gone = lost_sids - recovered_sids  # the sockets that did end
+    wrong = [(p.name, room, sid) for p in peers for (_, room, sid) in p.left_log if sid not in gone]
     report.check("no_spurious_user_left", not wrong,
                  f"{len(wrong)} user_left for peers that are still connected"
                  + (f" (e.g. {wrong[:3]})" if wrong else ""), spurious=len(wrong))
@@ -692,6 +1110,18 @@ def main(argv=None):
     ap.add_argument("--redis-persist", action="store_true",
                     help="Redis keeps its data over the restart (AOF), as a persistent Redis would; "
                          "by default it comes back empty like the docker-compose one")
+    ap.add_argument("--recovery-window", type=int, default=None, metavar="N",
+                    help="pass --recovery-window N to the nodes and make --recoverable of the clients recover their "
+                         "connection state like socket.io-client 4.8.1 (websocket); report their time to recovered "
+                         "and the messages sent to their rooms during the gap they missed (with 0: recovery off, "
+                         "the same clients get new sessions and re-join, for comparison)")
+    ap.add_argument("--recoverable", type=int, default=None,
+                    help="with --recovery-window: how many clients are recoverable (default: every other one)")
+    ap.add_argument("--max-recovery", type=float, default=10.0,
+                    help="bound (s) from the kill until every recoverable client of the killed node is recovered")
+    ap.add_argument("--chat-interval", type=float, default=0.1,
+                    help="with --recovery-window: seconds between the numbered messages sent to each room of a "
+                         "recoverable client of the killed node, from the kill until they are back")
     ap.add_argument("--node-timeout", type=int, default=None,
                     help="pass --node-timeout MS to the nodes (presence: when a silent node is declared dead)")
     ap.add_argument("--node-arg", action="append", default=[], metavar="ARG",
@@ -724,6 +1154,10 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     node_args = list(args.node_arg)
+    if args.recovery_window is not None:
+        node_args += ["--recovery-window", str(args.recovery_window)]
+        if args.recoverable is None:
+            args.recoverable = args.clients // 2
     if args.node_timeout is not None:
         node_args += ["--node-timeout", str(args.node_timeout)]
 
@@ -734,6 +1168,9 @@ def main(argv=None):
                       haproxy_cfg=Path(args.haproxy_cfg))
     print(f"failover test: {args.clients} clients ({args.transports}) in {args.rooms} rooms over "
           f"{len(NODES)} nodes behind HAProxy; kill -{args.kill_signal} {args.kill}, then restart Redis", flush=True)
+    if args.recovery_window is not None:
+        print(f"  recovery window {args.recovery_window} s; {args.recoverable} of the clients recover their "
+              f"connection state like socket.io-client 4.8.1 (websocket, default backoff)", flush=True)
     print(f"  binary {binary}; logs in {run_dir}", flush=True)
     code = 0
     error = None
@@ -761,6 +1198,7 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps(dict(
             passed=code == 0, code=code, error=error, checks=report.checks, info=report.info,
             clients=args.clients, rooms=args.rooms, transports=args.transports, killed=args.kill, kill_signal=args.kill_signal,
+            recovery_window=args.recovery_window, recoverable=args.recoverable,
             binary=str(binary), run_dir=str(run_dir)), indent=2, default=str))
     if code == 0 and not args.run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
