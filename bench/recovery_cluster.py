@@ -55,6 +55,18 @@ def redis_memory(port):
                 record_bytes_mean=(sum(record_bytes) / len(record_bytes)) if record_bytes else None)
 
 
+def redis_counters(port):
+    """Redis's own CPU (getrusage, µs precision, unlike /proc's 10 ms ticks) and its calls per command."""
+    cpu = dict(line.split(":", 1) for line in redis_cli(port, "INFO", "cpu").splitlines() if ":" in line)
+    calls = {}
+    for line in redis_cli(port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, fields = line[len("cmdstat_"):].split(":", 1)
+            stats = dict(f.split("=", 1) for f in fields.split(","))
+            calls[name] = (int(stats["calls"]), float(stats["usec"]))
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
+
+
 def one_run(args, window, out_dir, n):
     rport = free_port()
     ports = [free_port(), free_port()]
@@ -81,7 +93,9 @@ def one_run(args, window, out_dir, n):
             cmd += ["--watch", f"{name}={procs[name].pid}"]
         for port in ports:
             cmd += ["--url", f"http://127.0.0.1:{port}"]
+        cpu_before, calls_before = redis_counters(rport)
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cpu_after, calls_after = redis_counters(rport)
         if p.returncode != 0:
             print(p.stdout)
             raise RuntimeError(f"signal-bench failed ({p.returncode})")
@@ -93,7 +107,11 @@ def one_run(args, window, out_dir, n):
         for name, proc in procs.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited ({proc.returncode}) during the run")
-        return dict(window=window, deliveries=phase["deliveries"], expected=phase["expected_deliveries"],
+        commands = {name: (calls - calls_before.get(name, (0, 0))[0], usec - calls_before.get(name, (0, 0))[1])
+                    for name, (calls, usec) in calls_after.items()}
+        return dict(redis_cpu_s_whole_run=cpu_after - cpu_before,
+                    redis_commands_whole_run={k: v for k, v in commands.items() if v[0]},
+                    window=window, deliveries=phase["deliveries"], expected=phase["expected_deliveries"],
                     lost=phase["lost"], duplicates=phase["duplicates"], reordered=phase["reordered"],
                     deliveries_per_s=phase["deliveries_per_s"], cpu_us_per_delivery=phase["cpu_us_per_event"],
                     cpu_us_by_process=phase["cpu_us_per_event_by_process"], cpu_ms=phase["cpu_ms"],
@@ -146,6 +164,11 @@ def main():
                   + f", {m['records']} records"
                   + (f" (~{m['record_bytes_mean']:.0f} B each)" if m["record_bytes_mean"] else "")
                   + f", used_memory +{m['used_memory_delta'] / 1e6:.2f} MB", flush=True)
+            top = sorted(r["redis_commands_whole_run"].items(), key=lambda kv: -kv[1][1])[:5]
+            print(f"    redis-server over the whole run (connect included), from INFO: "
+                  f"{r['redis_cpu_s_whole_run'] * 1e6 / r['deliveries']:.1f} µs CPU per delivery; commands (calls, "
+                  f"µs in them per delivery): " + ", ".join(
+                      f"{name} {calls} ({usec / r['deliveries']:.2f})" for name, (calls, usec) in top), flush=True)
 
     def mean(window, key):
         values = [r[key] for r in runs if r["window"] == window]
