@@ -27,21 +27,24 @@ public struct RedisLedgerConfiguration: Sendable {
 
 /// The ``RecoveryLedger`` on one Redis server (`--redis`):
 /// - the log is a stream, `<prefix>-log#<nsp>#`, each entry `m` → the classic adapter's MessagePack message
-///   (`[uid, packet, opts]`), appended by the sender's node (`XADD … MAXLEN ~`) on its loop's publisher
-///   connection, so one socket's broadcasts are in the log in the order it sent them;
-/// - one connection per node reads it (`XREAD BLOCK`) from the last id it handled; after a lost connection it
-///   goes on from there, so a Redis blip loses nothing that Redis kept;
+///   (`[uid, packet, opts]`), appended by the sender's node on its loop's publisher connection, so one socket's
+///   broadcasts are in the log in the order it sent them;
+/// - the append is one Lua script: `XADD … MAXLEN ~`, then `PUBLISH` of `"<id> <message>"` on the channel of the
+///   same name. A script runs whole, so the pushes reach every node in the stream's order, with their ids;
+///   nodes do not poll the stream (an `XREAD BLOCK` per entry per node cost Redis more than the publish did);
+/// - after a lost subscription a node reads what it missed from the stream (`XRANGE` after the last id it
+///   handled), holding the pushes meanwhile, so a Redis blip loses nothing that Redis kept;
 /// - a record is a hash, `<prefix>-recovery#<nsp>#<socket id>` → `owner`, `pid`, `record` (JSON), with a TTL;
 ///   saving, claiming and releasing are short Lua scripts, so each is one atomic step.
 final class RedisLedger: RecoveryLedger {
     let configuration: RedisLedgerConfiguration
     let streamKey: String
     private let recordPrefix: String
-    private let reader: RedisConnection
+    private let subscriber: RedisSubscriber
     /// The publisher connection of the calling loop.
     private let writer: @Sendable () -> RedisConnection
     private let logger: Logger
-    /// Handles entries read from the stream, in order, on the reader's loop.
+    /// Handles entries of the log, in order, on the subscriber's loop.
     private let onEntries: @Sendable ([(StreamOffset, ByteBuffer)]) -> Void
     /// This node's sockets, whose records it renews.
     private let localSockets: @Sendable () -> [SocketID]
@@ -49,14 +52,15 @@ final class RedisLedger: RecoveryLedger {
     private let loopState: NIOLoopBoundBox<ReaderState>
     private let started = Atomic<Bool>(false)
     private let closed = Atomic<Bool>(false)
-    /// The reader has a position (it appended its start marker) and is reading.
+    /// The reader has a position (its start marker came back) and is reading.
     private let readingFlag = Atomic<Bool>(false)
     /// Times the reader found its place gone from the stream (Redis restarted empty, or trimmed past it).
     let gaps = Atomic<Int>(0)
 
     private struct ReaderState {
         var last: StreamOffset?
-        var checkPlace = false
+        /// Set while what was missed is read back: pushes wait here.
+        var held: [(StreamOffset, ByteBuffer)]?
     }
 
     var owner: String { configuration.owner }
@@ -80,23 +84,25 @@ final class RedisLedger: RecoveryLedger {
         self.logger = logger
         self.onEntries = onEntries
         let box = WeakReference<RedisLedger>()
-        self.reader = RedisConnection(
+        self.subscriber = RedisSubscriber(
             configuration: redis,
             eventLoopGroup: eventLoopGroup,
             logger: logger,
             onEvent: { event in
-                if case .connected = event { box.object?.readerConnected() }
-            }
+                if case .readinessChanged(true) = event { box.object?.subscribed() }
+            },
+            onMessage: { _, _, payload in box.object?.pushed(payload) }
         )
-        self.loopState = .makeBoxSendingValue(ReaderState(), eventLoop: reader.eventLoop)
+        self.loopState = .makeBoxSendingValue(ReaderState(), eventLoop: subscriber.eventLoop)
         box.set(self)
     }
 
     func start() {
         guard !started.exchange(true, ordering: .relaxed) else { return }
-        reader.start()
+        subscriber.subscribe(channels: [streamKey])
+        subscriber.start()
         let interval = configuration.renewInterval
-        let task = reader.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+        let task = subscriber.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
             guard let self else { return }
             self.renew(self.localSockets())
         }
@@ -106,84 +112,112 @@ final class RedisLedger: RecoveryLedger {
     func close() -> EventLoopFuture<Void> {
         closed.store(true, ordering: .relaxed)
         renewTask.withLock { $0?.cancel(); $0 = nil }
-        return reader.close()
+        return subscriber.close()
     }
 
-    var isReading: Bool { readingFlag.load(ordering: .relaxed) && reader.isConnected }
+    var isReading: Bool { readingFlag.load(ordering: .relaxed) && subscriber.isReady }
 
     // MARK: the log
 
+    private static let appendScript = """
+        local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
+        redis.call('PUBLISH', KEYS[1], id .. ' ' .. ARGV[1])
+        return id
+        """
+
     /// Appends a broadcast's message to the log; its future fails when Redis did not take it.
     func append(_ message: ByteBuffer) -> EventLoopFuture<Int> {
-        writer().send([
-            "XADD", .string(streamKey), "MAXLEN", "~", .string(String(configuration.maxLength)), "*", "m", .buffer(message),
+        append(message, on: writer())
+    }
+
+    private func append(_ message: ByteBuffer, on connection: RedisConnection) -> EventLoopFuture<Int> {
+        connection.send([
+            "EVAL", .string(Self.appendScript), "1", .string(streamKey), .buffer(message),
+            .string(String(configuration.maxLength)),
         ]).map { _ in 1 }
     }
 
-    private func readerConnected() {
+    /// A push: `"<id> <message>"`.
+    private func pushed(_ payload: ByteBuffer) {
+        var payload = payload
+        guard let space = payload.readableBytesView.firstIndex(of: UInt8(ascii: " ")),
+            let text = payload.readString(length: space - payload.readerIndex),
+            let id = StreamOffset(text)
+        else { return }
+        payload.moveReaderIndex(forwardBy: 1)
         let state = loopState
-        if state.value.last == nil {
-            // The first position: a marker entry, so that the log has an id to start from even when empty, and
-            // the records made before anything is broadcast have a place that exists.
-            reader.send(["XADD", .string(streamKey), "MAXLEN", "~", .string(String(configuration.maxLength)), "*", "m", ""])
-                .whenComplete { result in
-                    switch result {
-                    case .success(let reply):
-                        guard let id = reply.string.flatMap(StreamOffset.init(_:)) else { return }
-                        state.value.last = id
-                        self.onEntries([(id, ByteBuffer())])
-                        self.readingFlag.store(true, ordering: .relaxed)
-                        self.read()
-                    case .failure(let error):
-                        self.logger.warning("recovery log: could not start reading", metadata: ["error": "\(error)"])
-                        self.reader.eventLoop.scheduleTask(in: .milliseconds(500)) {
-                            if self.reader.isConnected, state.value.last == nil { self.readerConnected() }
-                        }
-                    }
-                }
-        } else {
-            state.value.checkPlace = true
+        if state.value.held != nil {
+            state.value.held!.append((id, payload))
+            return
         }
+        if state.value.last == nil {
+            // Nothing before our marker is ours to deliver: the first push we take is the marker.
+            guard payload.readableBytes == 0 else { return }
+            readingFlag.store(true, ordering: .relaxed)
+        } else if let last = state.value.last, id <= last {
+            return
+        }
+        state.value.last = id
+        onEntries([(id, payload)])
     }
 
-    /// One `XREAD` after the last id handled, then the next; on a failure, again a little later (the connection
-    /// reconnects by itself).
-    private func read() {
-        guard !closed.load(ordering: .relaxed), let last = loopState.value.last else { return }
+    /// The subscription is (again) in place.
+    private func subscribed() {
         let state = loopState
-        if state.value.checkPlace {
-            state.value.checkPlace = false
-            // Back after a lost connection: if our place is gone from the stream (Redis restarted empty, or the
-            // stream was trimmed past it), entries may be missing between it and what we read next.
-            reader.send(["XRANGE", .string(streamKey), .string(last.description), .string(last.description)])
-                .whenSuccess { reply in
-                    if (reply.array ?? []).isEmpty {
-                        self.gaps.add(1, ordering: .relaxed)
-                        self.logger.warning("recovery log: our place is gone from the stream; entries may be missing")
-                    }
-                }
-        }
-        reader.send(["XREAD", "COUNT", "512", "BLOCK", "1000", "STREAMS", .string(streamKey), .string(last.description)])
-            .whenComplete { result in
-                switch result {
-                case .success(let reply):
-                    let entries = Self.entries(ofXREAD: reply)
-                    if let newest = entries.last?.0 {
-                        state.value.last = newest
-                        self.onEntries(entries)
-                    }
-                    self.read()
-                case .failure:
-                    state.value.checkPlace = true
-                    self.reader.eventLoop.scheduleTask(in: .milliseconds(100)) { self.read() }
+        guard let last = state.value.last else {
+            // The first position: a marker entry appended once subscribed, so that every entry after it comes as
+            // a push, and the records made before anything is broadcast have a place that exists.
+            // (Again after a lost subscription before the first marker came back: an extra marker is harmless.)
+            append(ByteBuffer(), on: writer()).whenFailure { error in
+                self.logger.warning("recovery log: could not start reading", metadata: ["error": "\(error)"])
+                // The publisher may not be connected yet: again, while we have no place.
+                self.subscriber.eventLoop.scheduleTask(in: .milliseconds(200)) {
+                    if state.value.last == nil, self.subscriber.isReady { self.subscribed() }
                 }
             }
+            return
+        }
+        // Back after a lost subscription: what was appended meanwhile is read from the stream, the pushes that
+        // come in the meantime wait, then those the reading did not cover go on.
+        state.value.held = []
+        catchUp(after: last)
     }
 
-    /// `[[key, [[id, [field, value, …]], …]]]` (nil on a timeout) → the ids and `m` values.
-    static func entries(ofXREAD reply: RESPValue) -> [(StreamOffset, ByteBuffer)] {
-        guard let streams = reply.array, let stream = streams.first?.array, stream.count == 2 else { return [] }
-        return entries(ofRange: stream[1])
+    private func catchUp(after last: StreamOffset) {
+        let state = loopState
+        let eventLoop = subscriber.eventLoop
+        let connection = writer()
+        connection.send(["XRANGE", .string(streamKey), .string(last.description), .string(last.description)])
+            .and(connection.send(["XRANGE", .string(streamKey), .string("(" + last.description), "+", "COUNT", "512"]))
+            .hop(to: eventLoop)
+            .whenComplete { result in
+                guard case .success(let (place, reply)) = result else {
+                    eventLoop.scheduleTask(in: .milliseconds(100)) { self.catchUp(after: last) }
+                    return
+                }
+                if (place.array ?? []).isEmpty {
+                    // Our place is gone from the stream (Redis restarted empty, or trimmed past it): entries
+                    // may be missing between it and what comes next.
+                    self.gaps.add(1, ordering: .relaxed)
+                    self.logger.warning("recovery log: our place is gone from the stream; entries may be missing")
+                }
+                let entries = Self.entries(ofRange: reply)
+                if let newest = entries.last?.0 {
+                    state.value.last = newest
+                    self.onEntries(entries)
+                }
+                if entries.count == 512, let newest = entries.last?.0 {
+                    self.catchUp(after: newest)
+                    return
+                }
+                let held = state.value.held ?? []
+                state.value.held = nil
+                for (id, message) in held {
+                    if let last = state.value.last, id <= last { continue }
+                    state.value.last = id
+                    self.onEntries([(id, message)])
+                }
+            }
     }
 
     /// `[[id, [field, value, …]], …]` → the ids and `m` values.

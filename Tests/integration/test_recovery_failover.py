@@ -12,6 +12,7 @@ import json
 import importlib.util
 import os
 import shutil
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -259,5 +260,44 @@ async def test_a_busy_namespace_gap_is_replayed_whole(tmp_path):
         assert got == ["before"] + [f"gap-{i}" for i in range(6)] + ["after"]
     finally:
         for c in (alice, noise):
+            await c.close()
+        cluster.stop_all()
+
+
+async def test_a_lost_log_subscription_catches_up_from_the_stream(tmp_path):
+    """Redis drops the nodes' subscriptions (CLIENT KILL TYPE pubsub) while a peer keeps sending: a node reads what
+    it missed back from the stream, so its client gets every message once and in order."""
+    failover = load_failover()
+    cluster = failover.Cluster(swift_binary(), tmp_path, ["--recovery-window", "30", "--event-rate", "1000",
+                                                          "--event-burst", "1000"], log=lambda *a: None)
+    cluster.start_redis()
+    for name in ("node1", "node2"):
+        cluster.start_node(name)
+    room = unique("csr-blip")
+    bob = OffsetClient(cluster.node_url("node1"), "websocket", "bob")
+    alice = OffsetClient(cluster.node_url("node2"), "websocket", "alice")
+    try:
+        for c in (bob, alice):
+            await c.connect()
+            await c.emit("join_room", {"roomName": room, "personName": c.name})
+        await bob.expect("user_joined")
+        kills = 0
+        for i in range(200):
+            await alice.emit("message", {"roomName": room, "content": f"m-{i}"})
+            if i in (50, 120):
+                result = subprocess.run(["redis-cli", "-p", str(cluster.redis_port), "CLIENT", "KILL", "TYPE", "pubsub"],
+                                        capture_output=True, text=True)
+                kills += int(result.stdout.strip() or 0)
+            await asyncio.sleep(0.005)
+        assert kills >= 4  # both nodes' log and pub/sub subscriptions, twice
+        got = []
+        while len(got) < 200:
+            message = await bob.expect("message", timeout=TIMEOUT * 2)
+            got.append(message["content"])
+        assert got == [f"m-{i}" for i in range(200)]
+        await bob.fence()
+        bob.assert_none("message")
+    finally:
+        for c in (bob, alice):
             await c.close()
         cluster.stop_all()
