@@ -78,17 +78,31 @@ class RedisCluster:
         self.ports = []  # the masters, then the replicas (as `redis-cli --cluster create` assigns them)
         self.procs = []
 
+    def _spawn(self, port):
+        log = open(os.path.join(self.dir, f"redis-{port}.log"), "wb")
+        return subprocess.Popen(
+            [REDIS_BIN, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "2000",
+             "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
     def start(self):
         for _ in range(3 * (1 + self.replicas)):
             port = cluster_port()
-            log = open(os.path.join(self.dir, f"redis-{port}.log"), "wb")
-            proc = subprocess.Popen(
-                [REDIS_BIN, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "2000",
-                 "--save", "", "--appendonly", "no", "--dir", self.dir],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             self.ports.append(port)
-            self.procs.append(proc)
+            self.procs.append(self._spawn(port))
+        for i in range(len(self.ports)):
+            # The port pair was free when picked, but a client socket can take either before redis-server binds
+            # it (both are in the ephemeral range; seen once in CI): a node that exits at start gets a new pair.
+            for attempt in range(5):
+                port, proc = self.ports[i], self.procs[i]
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and proc.poll() is None and not self._ping(port):
+                    time.sleep(0.05)
+                if proc.poll() is None or attempt == 4:
+                    break
+                self.ports[i] = cluster_port()
+                self.procs[i] = self._spawn(self.ports[i])
         for port, proc in zip(self.ports, self.procs):
             self._wait(lambda: self._ping(port), f"redis {port} answers PING", proc)
         out = subprocess.run([REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
